@@ -1,0 +1,458 @@
+/* conv.c - atrous_conv2d as region-wise im2col + cblas_sgemm.
+ *
+ * For stride 1, output position o along one axis reads input o - pad + t*rate
+ * for tap t.  The taps that land inside the input form an interval [tlo, thi]
+ * which changes only near the borders, so each axis splits into a few
+ * segments; their cross product gives regions with a constant tap rectangle.
+ * Taps that read only zero padding are skipped: the result is the same, the
+ * work is smaller, and a rate at least as large as the map degenerates into a
+ * 1x1 convolution with the centre tap.
+ */
+#include "config.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv.h"
+#include "error.h"
+
+struct seg {
+	int64_t start, len; /* output positions [start, start + len) */
+	int64_t tlo, thi;   /* valid taps; thi < tlo when none */
+};
+
+struct task {
+	int64_t n;
+	size_t region;
+	int64_t p0, p1; /* pixel range inside the region, row-major */
+};
+
+struct conv_plan {
+	int64_t n, h, w, c; /* value */
+	int64_t kh, kw, o;  /* filters [kh, kw, c, o] */
+	int64_t oh, ow;     /* output spatial size */
+	int64_t rh, rw;     /* rates */
+	int64_t pt, pl;     /* top and left padding */
+	enum conv_act act;
+	const float *filters; /* borrowed */
+	const float *bias;    /* borrowed, may be NULL */
+	int64_t out_off, out_stride;
+	struct seg *rows, *cols;
+	size_t nrows, ncols;
+	struct task *tasks;
+	size_t ntasks;
+	size_t scratch; /* bytes one task needs */
+	double useful, nominal;
+};
+
+int conv_parse_padding(const char *s, enum conv_padding *out, char *err)
+{
+	if (s != NULL && strcmp(s, "SAME") == 0)
+		*out = CONV_SAME;
+	else if (s != NULL && strcmp(s, "VALID") == 0)
+		*out = CONV_VALID;
+	else
+		return err_set(err, -EINVAL, "padding must be \"SAME\" or \"VALID\", got \"%.64s\"",
+		               s ? s : "(null)");
+	return 0;
+}
+
+int conv_parse_activation(const char *s, enum conv_act *out, char *err)
+{
+	if (s != NULL && strcmp(s, "none") == 0)
+		*out = CONV_ACT_NONE;
+	else if (s != NULL && strcmp(s, "relu") == 0)
+		*out = CONV_ACT_RELU;
+	else
+		return err_set(err, -EINVAL,
+		               "activation must be \"none\" or \"relu\", got \"%.64s\"",
+		               s ? s : "(null)");
+	return 0;
+}
+
+static int out_size(const char *axis, int64_t in, int64_t k, int64_t rate,
+                    enum conv_padding padding, int64_t *out, int64_t *pad_before, char *err)
+{
+	int64_t keff;
+
+	if (__builtin_mul_overflow(k - 1, rate, &keff) || keff == INT64_MAX)
+		return err_set(err, -EOVERFLOW,
+		               "effective kernel %s (%lld - 1) * rate %lld + 1 overflows", axis,
+		               (long long)k, (long long)rate);
+	keff += 1;
+	if (padding == CONV_SAME) {
+		*out = in;
+		*pad_before = (keff - 1) / 2;
+		return 0;
+	}
+	if (in - keff + 1 < 0)
+		return err_set(
+		        err, -EINVAL,
+		        "VALID output %s would be negative: input %s %lld - effective kernel "
+		        "%s %lld + 1 = %lld",
+		        axis, axis, (long long)in, axis, (long long)keff,
+		        (long long)(in - keff + 1));
+	*out = in - keff + 1;
+	*pad_before = 0;
+	return 0;
+}
+
+int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
+                      const struct tensor *bias, const struct conv_spec *s, int64_t odim[4],
+                      char *err)
+{
+	char a[160], b[160];
+	size_t count;
+	int64_t pad;
+	int rc;
+
+	if (filters->rank != 4)
+		return err_set(
+		        err, -EINVAL,
+		        "filters must be rank 4 [kh, kw, in_channels, out_channels], got shape %s",
+		        tensor_shape_str(filters->rank, filters->dim, a, sizeof(a)));
+	if (filters->count == 0)
+		return err_set(err, -EINVAL, "filters shape %s has a zero dimension",
+		               tensor_shape_str(4, filters->dim, a, sizeof(a)));
+	if (filters->dim[2] != vdim[3])
+		return err_set(err, -EINVAL, "filters in_channels %lld != value channels %lld",
+		               (long long)filters->dim[2], (long long)vdim[3]);
+	if (s->rate_h < 1 || s->rate_w < 1) {
+		if (s->rate_h == s->rate_w)
+			return err_set(err, -EINVAL, "rate must be >= 1, got %lld",
+			               (long long)s->rate_h);
+		return err_set(err, -EINVAL, "rate must be >= 1, got [%lld, %lld]",
+		               (long long)s->rate_h, (long long)s->rate_w);
+	}
+	if (s->rate_h > CONV_MAX_RATE || s->rate_w > CONV_MAX_RATE)
+		return err_set(err, -EINVAL, "rate %lld exceeds the maximum %d",
+		               (long long)(s->rate_h > s->rate_w ? s->rate_h : s->rate_w),
+		               CONV_MAX_RATE);
+	if (s->padding != CONV_SAME && s->padding != CONV_VALID)
+		return err_set(err, -EINVAL, "padding must be \"SAME\" or \"VALID\"");
+	if (bias != NULL && (bias->rank != 1 || bias->dim[0] != filters->dim[3]))
+		return err_set(err, -EINVAL, "bias shape %s != [%lld] (filters out_channels)",
+		               tensor_shape_str(bias->rank, bias->dim, b, sizeof(b)),
+		               (long long)filters->dim[3]);
+	odim[0] = vdim[0];
+	odim[3] = filters->dim[3];
+	rc = out_size("height", vdim[1], filters->dim[0], s->rate_h, s->padding, &odim[1], &pad,
+	              err);
+	if (rc == 0)
+		rc = out_size("width", vdim[2], filters->dim[1], s->rate_w, s->padding, &odim[2],
+		              &pad, err);
+	if (rc == 0)
+		rc = tensor_shape_count(4, odim, 0, &count, err);
+	return rc;
+}
+
+static int64_t div_floor(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static int64_t div_ceil(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && a > 0) ? q + 1 : q;
+}
+
+/* Split one axis into segments of constant valid-tap interval. */
+static int make_segs(int64_t in, int64_t out, int64_t k, int64_t rate, int64_t pad,
+                     struct seg **segs, size_t *nseg)
+{
+	struct seg *v = NULL;
+	size_t n = 0, cap = 0;
+	int64_t o;
+
+	for (o = 0; o < out; o++) {
+		int64_t lo = div_ceil(pad - o, rate), hi = div_floor(in - 1 - o + pad, rate);
+
+		if (lo < 0)
+			lo = 0;
+		if (hi > k - 1)
+			hi = k - 1;
+		if (hi < lo) {
+			lo = 0;
+			hi = -1;
+		}
+		if (n > 0 && v[n - 1].tlo == lo && v[n - 1].thi == hi) {
+			v[n - 1].len++;
+			continue;
+		}
+		if (n == cap) {
+			struct seg *nv;
+
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (nv == NULL) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = (struct seg){ o, 1, lo, hi };
+	}
+	*segs = v;
+	*nseg = n;
+	return 0;
+}
+
+static int64_t taps(const struct seg *s)
+{
+	return s->thi >= s->tlo ? s->thi - s->tlo + 1 : 0;
+}
+
+static int plan_tasks(struct conv_plan *p, char *err)
+{
+	size_t cap = 0, r;
+	int64_t n;
+
+	p->scratch = 0;
+	for (r = 0; r < p->nrows * p->ncols; r++) {
+		const struct seg *sr = &p->rows[r / p->ncols], *sc = &p->cols[r % p->ncols];
+		int64_t pixels = sr->len * sc->len, k = taps(sr) * taps(sc) * p->c;
+		int64_t per = k + p->o, m;
+
+		if (k > INT_MAX || p->o > INT_MAX)
+			return err_set(err, -E2BIG,
+			               "GEMM dimension %lld exceeds the BLAS int range",
+			               (long long)(k > p->o ? k : p->o));
+		m = k == 0 ? pixels : (int64_t)(CONV_SCRATCH_BYTES / sizeof(float)) / per;
+		if (m < 1)
+			m = 1;
+		if (m > pixels)
+			m = pixels;
+		if (k > 0 && (size_t)(m * per) * sizeof(float) > p->scratch)
+			p->scratch = (size_t)(m * per) * sizeof(float);
+		p->useful += 2.0 * (double)p->n * (double)pixels * (double)k * (double)p->o;
+		for (n = 0; n < p->n; n++) {
+			int64_t p0;
+
+			for (p0 = 0; p0 < pixels; p0 += m) {
+				if (p->ntasks == cap) {
+					struct task *nt;
+
+					cap = cap ? 2 * cap : 16;
+					nt = realloc(p->tasks, cap * sizeof(*nt));
+					if (nt == NULL)
+						return err_set(err, -ENOMEM, "out of memory");
+					p->tasks = nt;
+				}
+				p->tasks[p->ntasks++] =
+				        (struct task){ n, r, p0,
+					               p0 + m < pixels ? p0 + m : pixels };
+			}
+		}
+	}
+	return 0;
+}
+
+int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct tensor *filters,
+                  const struct tensor *bias, const struct conv_spec *s,
+                  const struct conv_out_layout *layout, char *err)
+{
+	struct conv_plan *p;
+	int64_t odim[4];
+	int rc;
+
+	*out = NULL;
+	rc = conv_output_shape(vdim, filters, bias, s, odim, err);
+	if (rc < 0)
+		return rc;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	p->n = vdim[0];
+	p->h = vdim[1];
+	p->w = vdim[2];
+	p->c = vdim[3];
+	p->kh = filters->dim[0];
+	p->kw = filters->dim[1];
+	p->o = filters->dim[3];
+	p->oh = odim[1];
+	p->ow = odim[2];
+	p->rh = s->rate_h;
+	p->rw = s->rate_w;
+	p->pt = s->padding == CONV_SAME ? (p->kh - 1) * p->rh / 2 : 0;
+	p->pl = s->padding == CONV_SAME ? (p->kw - 1) * p->rw / 2 : 0;
+	p->act = s->act;
+	p->filters = filters->data;
+	p->bias = bias ? bias->data : NULL;
+	p->out_off = layout ? layout->channel_offset : 0;
+	p->out_stride = layout ? layout->pixel_stride : p->o;
+	if (p->out_off < 0 || p->out_stride < p->out_off + p->o) {
+		rc = err_set(err, -EINVAL,
+		             "output layout offset %lld stride %lld cannot hold %lld channels",
+		             (long long)p->out_off, (long long)p->out_stride, (long long)p->o);
+		goto fail;
+	}
+	p->nominal = 2.0 * (double)p->n * (double)p->oh * (double)p->ow * (double)(p->kh * p->kw) *
+	             (double)p->c * (double)p->o;
+	if (make_segs(p->h, p->oh, p->kh, p->rh, p->pt, &p->rows, &p->nrows) < 0 ||
+	    make_segs(p->w, p->ow, p->kw, p->rw, p->pl, &p->cols, &p->ncols) < 0) {
+		rc = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (p->n > 0) {
+		rc = plan_tasks(p, err);
+		if (rc < 0)
+			goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	conv_plan_free(p);
+	return rc;
+}
+
+void conv_plan_free(struct conv_plan *p)
+{
+	if (p == NULL)
+		return;
+	free(p->rows);
+	free(p->cols);
+	free(p->tasks);
+	free(p);
+}
+
+void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4])
+{
+	odim[0] = p->n;
+	odim[1] = p->oh;
+	odim[2] = p->ow;
+	odim[3] = p->o;
+}
+
+void conv_plan_flops(const struct conv_plan *p, double *useful, double *nominal)
+{
+	*useful = p->useful;
+	*nominal = p->nominal;
+}
+
+struct run_ctx {
+	const struct conv_plan *p;
+	const float *in;
+	float *out;
+};
+
+static inline float activate(enum conv_act act, float v)
+{
+	return act == CONV_ACT_RELU && !(v > 0.0f) ? (v == v ? 0.0f : v) : v;
+}
+
+static void run_task(void *arg, size_t ti, void *scratch)
+{
+	const struct run_ctx *rc = arg;
+	const struct conv_plan *p = rc->p;
+	const struct task *t = &p->tasks[ti];
+	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
+	int64_t ni = taps(sr), nj = taps(sc), k = ni * nj * p->c, m = t->p1 - t->p0;
+	float *a = scratch, *acc = a + m * k;
+	int64_t i, q, ti_, tj, o;
+
+	if (k == 0) {
+		for (i = t->p0; i < t->p1; i++) {
+			int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
+			float *dst = rc->out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride +
+			             p->out_off;
+
+			for (o = 0; o < p->o; o++)
+				dst[o] = activate(p->act, p->bias ? p->bias[o] : 0.0f);
+		}
+		return;
+	}
+	/* im2col over the valid taps: row q holds (ti, tj, c) for one pixel. */
+	for (q = 0; q < m; q++) {
+		int64_t y = sr->start + (t->p0 + q) / sc->len,
+		        x = sc->start + (t->p0 + q) % sc->len;
+		float *row = a + q * k;
+
+		for (ti_ = sr->tlo; ti_ <= sr->thi; ti_++) {
+			int64_t iy = y - p->pt + ti_ * p->rh;
+			const float *src = rc->in + ((t->n * p->h + iy) * p->w) * p->c;
+
+			for (tj = sc->tlo; tj <= sc->thi; tj++) {
+				int64_t ix = x - p->pl + tj * p->rw;
+
+				memcpy(row, src + ix * p->c, (size_t)p->c * sizeof(float));
+				row += p->c;
+			}
+		}
+	}
+	if (nj == p->kw) {
+		/* Whole filter rows: the taps' weights are one contiguous block. */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o, (int)k,
+		            1.0f, a, (int)k, p->filters + sr->tlo * p->kw * p->c * p->o, (int)p->o,
+		            0.0f, acc, (int)p->o);
+	} else {
+		for (ti_ = sr->tlo; ti_ <= sr->thi; ti_++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o,
+			            (int)(nj * p->c), 1.0f, a + (ti_ - sr->tlo) * nj * p->c, (int)k,
+			            p->filters + (ti_ * p->kw + sc->tlo) * p->c * p->o, (int)p->o,
+			            ti_ == sr->tlo ? 0.0f : 1.0f, acc, (int)p->o);
+	}
+	for (q = 0; q < m; q++) {
+		int64_t y = sr->start + (t->p0 + q) / sc->len,
+		        x = sc->start + (t->p0 + q) % sc->len;
+		float *dst =
+		        rc->out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
+		const float *src = acc + q * p->o;
+
+		if (p->bias != NULL)
+			for (o = 0; o < p->o; o++)
+				dst[o] = activate(p->act, src[o] + p->bias[o]);
+		else
+			for (o = 0; o < p->o; o++)
+				dst[o] = activate(p->act, src[o]);
+	}
+}
+
+int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
+                  const struct par_runner *runner)
+{
+	struct run_ctx rc = { p, in, out };
+
+	return par_run(runner, p->ntasks, p->scratch, run_task, &rc);
+}
+
+int conv_atrous2d(const struct tensor *value, const struct tensor *filters,
+                  const struct tensor *bias, const struct conv_spec *spec,
+                  const struct par_runner *runner, struct tensor **out, char *err)
+{
+	struct conv_plan *p = NULL;
+	struct tensor *y = NULL;
+	int64_t odim[4];
+	char shape[160];
+	int rc;
+
+	*out = NULL;
+	if (value->rank != 4)
+		return err_set(err, -EINVAL, "value must be rank 4 (NHWC), got shape %s",
+		               tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
+	rc = conv_plan_new(&p, value->dim, filters, bias, spec, NULL, err);
+	if (rc < 0)
+		return rc;
+	conv_plan_output_shape(p, odim);
+	rc = tensor_new_uninit(&y, 4, odim, err);
+	if (rc < 0)
+		goto fail;
+	rc = conv_plan_run(p, value->data, y->data, runner);
+	if (rc < 0) {
+		err_set(err, rc, "convolution failed: out of memory");
+		goto fail;
+	}
+	conv_plan_free(p);
+	*out = y;
+	return 0;
+fail:
+	tensor_free(y);
+	conv_plan_free(p);
+	return rc;
+}

@@ -1,0 +1,35 @@
+/* par.c - the serial task runner. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "par.h"
+#include "tensor.h"
+
+static int serial_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn fn, void *arg)
+{
+	void *scratch;
+	size_t i;
+
+	(void)ctx;
+	if (ntasks == 0)
+		return 0;
+	scratch = tensor_alloc_aligned(scratch_bytes);
+	if (scratch == NULL)
+		return -ENOMEM;
+	for (i = 0; i < ntasks; i++)
+		fn(arg, i, scratch);
+	free(scratch);
+	return 0;
+}
+
+const struct par_runner par_serial = { serial_run, NULL };
+
+int par_run(const struct par_runner *runner, size_t ntasks, size_t scratch_bytes, par_task_fn fn,
+            void *arg)
+{
+	if (runner == NULL)
+		runner = &par_serial;
+	return runner->run(runner->ctx, ntasks, scratch_bytes, fn, arg);
+}

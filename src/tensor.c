@@ -1,0 +1,114 @@
+/* tensor.c - float32 tensor allocation with overflow-checked shapes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "tensor.h"
+
+char *tensor_shape_str(int rank, const int64_t *dim, char *buf, size_t len)
+{
+	size_t off = 0;
+	int i;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	off += (size_t)snprintf(buf, len, "[");
+	for (i = 0; i < rank && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "," : "",
+		                        (long long)dim[i]);
+	if (off < len)
+		snprintf(buf + off, len - off, "]");
+	return buf;
+}
+
+int tensor_shape_count(int rank, const int64_t *dim, int64_t max_elements, size_t *count, char *err)
+{
+	char shape[160];
+	int64_t n = 1;
+	int zero = 0;
+	int i;
+
+	if (rank < 0 || rank > TENSOR_MAX_RANK)
+		return err_set(err, -EINVAL, "rank %d is outside 0..%d", rank, TENSOR_MAX_RANK);
+	for (i = 0; i < rank; i++) {
+		if (dim[i] < 0)
+			return err_set(err, -EINVAL, "negative dimension %lld in shape %s",
+			               (long long)dim[i],
+			               tensor_shape_str(rank, dim, shape, sizeof(shape)));
+		if (dim[i] == 0)
+			zero = 1;
+	}
+	if (max_elements <= 0 || max_elements > TENSOR_MAX_ELEMENTS)
+		max_elements = TENSOR_MAX_ELEMENTS;
+	for (i = 0; i < rank && !zero; i++) {
+		if (n > max_elements / dim[i])
+			return err_set(err, -E2BIG, "shape %s has more than %lld elements",
+			               tensor_shape_str(rank, dim, shape, sizeof(shape)),
+			               (long long)max_elements);
+		n *= dim[i];
+	}
+	*count = zero ? 0 : (size_t)n;
+	return 0;
+}
+
+void *tensor_alloc_aligned(size_t size)
+{
+	void *p = NULL;
+
+	/* Round up so that vector loops may read whole cache lines safely. */
+	size = (size + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+	if (size == 0)
+		size = TENSOR_ALIGN;
+	if (posix_memalign(&p, TENSOR_ALIGN, size) != 0)
+		return NULL;
+	return p;
+}
+
+int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *err)
+{
+	struct tensor *t;
+	size_t count;
+	int rc;
+
+	*out = NULL;
+	rc = tensor_shape_count(rank, dim, 0, &count, err);
+	if (rc < 0)
+		return rc;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	t->rank = rank;
+	memcpy(t->dim, dim, (size_t)rank * sizeof(dim[0]));
+	t->count = count;
+	if (count > 0) {
+		t->data = tensor_alloc_aligned(count * sizeof(float));
+		if (t->data == NULL) {
+			free(t);
+			return err_set(err, -ENOMEM, "cannot allocate %zu floats", count);
+		}
+	}
+	*out = t;
+	return 0;
+}
+
+int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err)
+{
+	int rc = tensor_new_uninit(out, rank, dim, err);
+
+	if (rc == 0 && (*out)->count > 0)
+		memset((*out)->data, 0, (*out)->count * sizeof(float));
+	return rc;
+}
+
+void tensor_free(struct tensor *t)
+{
+	if (t == NULL)
+		return;
+	free(t->data);
+	free(t);
+}

@@ -1,0 +1,56 @@
+/* tensor.h - float32 tensors: shape, checked size arithmetic, aligned storage.
+ *
+ *	struct tensor *t;
+ *	int64_t dim[4] = {1, 28, 28, 3};
+ *	if (tensor_new(&t, 4, dim, err) < 0) ...;   // zero-filled, 64-byte aligned
+ *	t->data[tensor_index4(t, n, y, x, c)] = 1.0f;
+ *	tensor_free(t);
+ *
+ * Activations are NHWC and filters HWIO; the tensor itself is layout-agnostic.
+ */
+#ifndef ATROUSD_TENSOR_H
+#define ATROUSD_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TENSOR_MAX_RANK 8
+#define TENSOR_ALIGN    64
+/* Hard ceiling on elements of any one tensor (2^36 floats = 256 GiB). */
+#define TENSOR_MAX_ELEMENTS ((int64_t)1 << 36)
+
+struct tensor {
+	int rank;
+	int64_t dim[TENSOR_MAX_RANK];
+	size_t count; /* product of dim, 0 when any dim is 0 */
+	float *data;  /* TENSOR_ALIGN-aligned; NULL only when count == 0 */
+};
+
+/* Number of elements of a shape, or a negative code if a dim is negative or the
+ * product exceeds max_elements (checked before any multiplication overflows). */
+int tensor_shape_count(int rank, const int64_t *dim, int64_t max_elements, size_t *count,
+                       char *err);
+
+/* Allocate a new zero-filled tensor; owned by the caller. */
+int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err);
+
+/* Allocate a new tensor without clearing its data. */
+int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *err);
+
+/* Free a tensor; NULL is allowed. */
+void tensor_free(struct tensor *t);
+
+/* Format a shape as "[1,28,28,3]" into buf; returns buf. */
+char *tensor_shape_str(int rank, const int64_t *dim, char *buf, size_t len);
+
+/* Allocate size bytes aligned to TENSOR_ALIGN, or NULL; release with free(). */
+void *tensor_alloc_aligned(size_t size);
+
+/* Flat offset of element (a, b, c, d) of a rank-4 tensor. */
+static inline size_t tensor_index4(const struct tensor *t, int64_t a, int64_t b, int64_t c,
+                                   int64_t d)
+{
+	return (size_t)(((a * t->dim[1] + b) * t->dim[2] + c) * t->dim[3] + d);
+}
+
+#endif

@@ -1,0 +1,108 @@
+/* check_tensor.c - shape arithmetic and allocation. */
+#include "config.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "tensor.h"
+
+START_TEST(test_count)
+{
+	int64_t d[4] = { 2, 3, 4, 5 };
+	size_t n;
+	char err[ERR_LEN];
+
+	ck_assert_int_eq(tensor_shape_count(4, d, 0, &n, err), 0);
+	ck_assert_uint_eq(n, 120);
+	ck_assert_int_eq(tensor_shape_count(0, d, 0, &n, err), 0);
+	ck_assert_uint_eq(n, 1);
+	d[2] = 0;
+	ck_assert_int_eq(tensor_shape_count(4, d, 0, &n, err), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(tensor_shape_count(4, d, 100, &n, err), 0);
+}
+END_TEST
+
+START_TEST(test_limits)
+{
+	int64_t big[3] = { 4294967296LL, 4294967296LL, 2 };
+	int64_t neg[2] = { 3, -1 };
+	int64_t d[2] = { 10, 11 };
+	size_t n = 7;
+	char err[ERR_LEN];
+
+	ck_assert_int_lt(tensor_shape_count(3, big, 0, &n, err), 0);
+	ck_assert_str_eq(err, "shape [4294967296,4294967296,2] has more than 68719476736 elements");
+	ck_assert_uint_eq(n, 7);
+	ck_assert_int_lt(tensor_shape_count(2, neg, 0, &n, err), 0);
+	ck_assert_str_eq(err, "negative dimension -1 in shape [3,-1]");
+	ck_assert_int_lt(tensor_shape_count(2, d, 100, &n, err), 0);
+	ck_assert_str_eq(err, "shape [10,11] has more than 100 elements");
+	ck_assert_int_eq(tensor_shape_count(2, d, 110, &n, err), 0);
+	ck_assert_int_lt(tensor_shape_count(TENSOR_MAX_RANK + 1, d, 0, &n, err), 0);
+	/* Zero anywhere makes an empty tensor even when other dims are huge. */
+	big[2] = 0;
+	ck_assert_int_eq(tensor_shape_count(3, big, 0, &n, err), 0);
+	ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_new)
+{
+	int64_t d[4] = { 1, 3, 3, 5 };
+	struct tensor *t;
+	char err[ERR_LEN], buf[64];
+	size_t i;
+
+	ck_assert_int_eq(tensor_new(&t, 4, d, err), 0);
+	ck_assert_uint_eq((uintptr_t)t->data % TENSOR_ALIGN, 0);
+	ck_assert_uint_eq(t->count, 45);
+	for (i = 0; i < t->count; i++)
+		ck_assert_float_eq(t->data[i], 0.0f);
+	ck_assert_uint_eq(tensor_index4(t, 0, 2, 1, 4), (2 * 3 + 1) * 5 + 4);
+	ck_assert_str_eq(tensor_shape_str(t->rank, t->dim, buf, sizeof(buf)), "[1,3,3,5]");
+	tensor_free(t);
+	d[0] = 0;
+	ck_assert_int_eq(tensor_new(&t, 4, d, err), 0);
+	ck_assert_ptr_null(t->data);
+	tensor_free(t);
+	tensor_free(NULL);
+	d[0] = -2;
+	ck_assert_int_lt(tensor_new(&t, 4, d, err), 0);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+	char err[ERR_LEN];
+
+	ck_assert_int_eq(err_set(err, -22, "bad %s %d", "thing", 3), -22);
+	ck_assert_str_eq(err, "bad thing 3");
+	err_prefix(err, "file %s", "x.npy");
+	ck_assert_str_eq(err, "file x.npy: bad thing 3");
+	ck_assert_int_eq(err_set(NULL, -5, "ignored"), -5);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("tensor");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_count);
+	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_new);
+	tcase_add_test(tc, test_errors);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
