@@ -3,7 +3,7 @@
  * Exit status: 0 success, 1 bad data (unreadable or invalid tensors, kernel
  * errors), 2 bad usage.  On failure no output file is created.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -8,7 +8,7 @@
  * work is smaller, and a rate at least as large as the map degenerates into a
  * 1x1 convolution with the centre tap.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -336,6 +336,18 @@ void conv_plan_flops(const struct conv_plan *p, double *useful, double *nominal)
 	*nominal = p->nominal;
 }
 
+static void run_task(void *arg, size_t ti, void *scratch);
+
+size_t conv_plan_ntasks(const struct conv_plan *p)
+{
+	return p->ntasks;
+}
+
+size_t conv_plan_scratch(const struct conv_plan *p)
+{
+	return p->scratch;
+}
+
 struct run_ctx {
 	const struct conv_plan *p;
 	const float *in;
@@ -350,7 +362,13 @@ static inline float activate(enum conv_act act, float v)
 static void run_task(void *arg, size_t ti, void *scratch)
 {
 	const struct run_ctx *rc = arg;
-	const struct conv_plan *p = rc->p;
+
+	conv_plan_run_task(rc->p, ti, rc->in, rc->out, scratch);
+}
+
+void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
+                        void *scratch)
+{
 	const struct task *t = &p->tasks[ti];
 	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
 	int64_t ni = taps(sr), nj = taps(sc), k = ni * nj * p->c, m = t->p1 - t->p0;
@@ -360,8 +378,8 @@ static void run_task(void *arg, size_t ti, void *scratch)
 	if (k == 0) {
 		for (i = t->p0; i < t->p1; i++) {
 			int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
-			float *dst = rc->out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride +
-			             p->out_off;
+			float *dst =
+			        out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
 
 			for (o = 0; o < p->o; o++)
 				dst[o] = activate(p->act, p->bias ? p->bias[o] : 0.0f);
@@ -376,7 +394,7 @@ static void run_task(void *arg, size_t ti, void *scratch)
 
 		for (ti_ = sr->tlo; ti_ <= sr->thi; ti_++) {
 			int64_t iy = y - p->pt + ti_ * p->rh;
-			const float *src = rc->in + ((t->n * p->h + iy) * p->w) * p->c;
+			const float *src = in + ((t->n * p->h + iy) * p->w) * p->c;
 
 			for (tj = sc->tlo; tj <= sc->thi; tj++) {
 				int64_t ix = x - p->pl + tj * p->rw;
@@ -401,8 +419,7 @@ static void run_task(void *arg, size_t ti, void *scratch)
 	for (q = 0; q < m; q++) {
 		int64_t y = sr->start + (t->p0 + q) / sc->len,
 		        x = sc->start + (t->p0 + q) % sc->len;
-		float *dst =
-		        rc->out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
+		float *dst = out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
 		const float *src = acc + q * p->o;
 
 		if (p->bias != NULL)

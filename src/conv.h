@@ -69,6 +69,14 @@ void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4]);
 /* Multiply-adds x 2 actually computed (useful) and of the dense definition. */
 void conv_plan_flops(const struct conv_plan *p, double *useful, double *nominal);
 
+/* Number of independent tasks, and the scratch bytes one task needs. */
+size_t conv_plan_ntasks(const struct conv_plan *p);
+size_t conv_plan_scratch(const struct conv_plan *p);
+
+/* Run task i of the plan with a private scratch area. */
+void conv_plan_run_task(const struct conv_plan *p, size_t i, const float *in, float *out,
+                        void *scratch);
+
 /* Run the plan: in is the value's data, out the output's; 0 or -errno. */
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
                   const struct par_runner *runner);

@@ -1,5 +1,5 @@
 /* error.c - formatting of error messages for the 0/-errno convention. */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <stdarg.h>
 #include <stdio.h>

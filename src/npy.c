@@ -1,5 +1,5 @@
 /* npy.c - reader and writer for NumPy's .npy format (float32 tensors). */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* par.c - the serial task runner. */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <stdlib.h>

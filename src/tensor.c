@@ -1,5 +1,5 @@
 /* tensor.c - float32 tensor allocation with overflow-checked shapes. */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,12 +46,14 @@ int tensor_shape_count(int rank, const int64_t *dim, int64_t max_elements, size_
 	if (max_elements <= 0 || max_elements > TENSOR_MAX_ELEMENTS)
 		max_elements = TENSOR_MAX_ELEMENTS;
 	for (i = 0; i < rank && !zero; i++) {
-		if (n > max_elements / dim[i])
-			return err_set(err, -E2BIG, "shape %s has more than %lld elements",
-			               tensor_shape_str(rank, dim, shape, sizeof(shape)),
-			               (long long)max_elements);
-		n *= dim[i];
+		if (__builtin_mul_overflow(n, dim[i], &n))
+			return err_set(err, -EOVERFLOW, "shape %s: element count overflows",
+			               tensor_shape_str(rank, dim, shape, sizeof(shape)));
 	}
+	if (!zero && n > max_elements)
+		return err_set(err, -E2BIG, "shape %s has more than %lld elements",
+		               tensor_shape_str(rank, dim, shape, sizeof(shape)),
+		               (long long)max_elements);
 	*count = zero ? 0 : (size_t)n;
 	return 0;
 }

@@ -26,8 +26,9 @@ struct tensor {
 	float *data;  /* TENSOR_ALIGN-aligned; NULL only when count == 0 */
 };
 
-/* Number of elements of a shape, or a negative code if a dim is negative or the
- * product exceeds max_elements (checked before any multiplication overflows). */
+/* Number of elements of a shape: -EINVAL for a negative dim, -EOVERFLOW when
+ * the product overflows 64 bits, -E2BIG when it exceeds max_elements (0 means
+ * TENSOR_MAX_ELEMENTS). */
 int tensor_shape_count(int rank, const int64_t *dim, int64_t max_elements, size_t *count,
                        char *err);
 

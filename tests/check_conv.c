@@ -6,7 +6,7 @@
  * (recursive summation bound), plus one rounding for the bias.  The test
  * asserts |got - ref| <= (K + 2) * 2^-24 * sum|x*w|: tight, and never flaky.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <check.h>
 #include <math.h>

@@ -1,7 +1,8 @@
 /* check_tensor.c - shape arithmetic and allocation. */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,11 @@ START_TEST(test_limits)
 	char err[ERR_LEN];
 
 	ck_assert_int_lt(tensor_shape_count(3, big, 0, &n, err), 0);
-	ck_assert_str_eq(err, "shape [4294967296,4294967296,2] has more than 68719476736 elements");
+	ck_assert_str_eq(err, "shape [4294967296,4294967296,2]: element count overflows");
+	big[0] = 65536;
+	ck_assert_int_eq(tensor_shape_count(3, big, 0, &n, err), -E2BIG);
+	ck_assert_str_eq(err, "shape [65536,4294967296,2] has more than 68719476736 elements");
+	big[0] = 4294967296LL;
 	ck_assert_uint_eq(n, 7);
 	ck_assert_int_lt(tensor_shape_count(2, neg, 0, &n, err), 0);
 	ck_assert_str_eq(err, "negative dimension -1 in shape [3,-1]");

@@ -1,5 +1,5 @@
 /* ref.c - naive direct convolution in double precision. */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <math.h>
 #include <stdlib.h>

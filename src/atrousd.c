@@ -1,0 +1,159 @@
+/* atrousd.c - the daemon's main: settings, subsystems in order, signals.
+ *
+ * Start: config -> pool -> listen socket -> HTTP -> ready.  SIGTERM/SIGINT:
+ * readiness 503, stop accepting, drain in-flight requests, tear down in
+ * reverse order, exit 0.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "config.h"
+#include "error.h"
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+
+static int write_port_file(const char *path, int port, char *err)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return err_set(err, -ENAMETOOLONG, "port_file path too long");
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return err_set(err, -errno, "port_file %s: %s", tmp, strerror(errno));
+	fprintf(f, "%d\n", port);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return err_set(err, -EIO, "port_file %s: cannot write", path);
+	}
+	return 0;
+}
+
+static int serve(struct config *cfg)
+{
+	struct pool *pool = NULL;
+	struct http *http = NULL;
+	struct api api = { 0 };
+	char err[ERR_LEN], bound[160];
+	sigset_t sigs;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = cfg->threads ? (int)cfg->threads : (ncpu > 0 ? (int)ncpu : 1);
+	int fd = -1, port, sig, rc;
+
+	/* Signals are taken synchronously by this thread only. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	json_object_seed(0);
+
+	api.cfg = cfg;
+	api.state = API_STARTING;
+	rc = pool_new(&pool, threads, cfg->max_queue, err);
+	if (rc == 0)
+		rc = http_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err);
+	if (rc < 0)
+		goto fail;
+	api.runner = pool_runner(pool);
+	rc = http_start(&http, &api, pool, cfg, fd, err);
+	if (rc < 0) {
+		close(fd);
+		goto fail;
+	}
+	__atomic_store_n(&api.state, API_READY, __ATOMIC_RELEASE);
+	log_info("listening on %s (%d workers, max_queue %u)", bound, threads, cfg->max_queue);
+	if (cfg->port_file[0] != '\0' && (rc = write_port_file(cfg->port_file, port, err)) < 0)
+		goto fail;
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: nothing to reload");
+			continue;
+		}
+		break;
+	}
+	log_info("%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+	         cfg->drain_timeout);
+	__atomic_store_n(&api.state, API_DRAINING, __ATOMIC_RELEASE);
+	{
+		size_t left = http_drain(http, cfg->drain_timeout);
+
+		if (left > 0)
+			log_warn("drain timeout: %zu request(s) answered 503", left);
+	}
+	http_stop(http);
+	if (pool_running(pool) > 0) {
+		/* A computation outlived the deadline: exit without joining it. */
+		log_warn("exiting with a computation still running");
+		return 0;
+	}
+	pool_free(pool);
+	log_info("stopped");
+	return 0;
+fail:
+	log_error("%s", err);
+	http_stop(http);
+	pool_free(pool);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	enum config_action action;
+	enum log_level level;
+	struct config cfg;
+	char err[ERR_LEN];
+	int rc;
+
+	config_defaults(&cfg);
+	rc = config_load_args(&cfg, argc, argv, &action, err);
+	if (rc < 0) {
+		fprintf(stderr, "atrousd: %s\n", err);
+		config_clear(&cfg);
+		return 2;
+	}
+	switch (action) {
+	case CONFIG_HELP:
+		config_print_help(stdout);
+		config_clear(&cfg);
+		return 0;
+	case CONFIG_VERSION:
+		printf("atrousd %s\n", PACKAGE_VERSION);
+		config_clear(&cfg);
+		return 0;
+	case CONFIG_SAMPLE:
+		config_print_sample(stdout);
+		config_clear(&cfg);
+		return 0;
+	default: break;
+	}
+	rc = config_validate(&cfg, err);
+	if (rc < 0) {
+		fprintf(stderr, "atrousd: %s\n", err);
+		config_clear(&cfg);
+		return 1;
+	}
+	if (action == CONFIG_CHECK) {
+		printf("atrousd: configuration OK\n");
+		config_clear(&cfg);
+		return 0;
+	}
+	log_parse_level(cfg.log_level, &level);
+	log_set_level(level);
+	rc = serve(&cfg);
+	config_clear(&cfg);
+	return rc;
+}

@@ -1,0 +1,760 @@
+/* codec.c - tensor decoding (fast scanner + jansson envelope) and encoding. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "error.h"
+#include "ftext.h"
+
+#define NOT_NUMERIC     1 /* not an array of numbers: leave it to jansson */
+#define PLACEHOLDER_KEY "$tensor"
+
+struct codec_doc {
+	json_t *root;
+	struct tensor **fast; /* tensors parsed by the scanner, NULL once taken */
+	size_t nfast, capfast;
+	int64_t max_elements;
+};
+
+/* State of one fast parse of a (possibly nested) numeric array. */
+struct nparse {
+	float *data;
+	size_t count, cap, bound;
+	int rank; /* -1 until the first leaf level is seen */
+	int64_t dim[TENSOR_MAX_RANK];
+	int seen[TENSOR_MAX_RANK];
+	int64_t max_elements;
+	char *err;
+};
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
+static int np_push(struct nparse *np, float v)
+{
+	if (np->count == np->cap) {
+		size_t cap = np->cap ? np->cap * 2 : 1024;
+		float *d;
+
+		if ((int64_t)np->count >= np->max_elements)
+			return err_set(np->err, -E2BIG, "tensor has more than %lld elements",
+			               (long long)np->max_elements);
+		if (cap > np->bound)
+			cap = np->bound;
+		if (cap > (size_t)np->max_elements)
+			cap = (size_t)np->max_elements;
+		d = tensor_alloc_aligned(cap * sizeof(float));
+		if (d == NULL)
+			return err_set(np->err, -ENOMEM, "out of memory");
+		if (np->count)
+			memcpy(d, np->data, np->count * sizeof(float));
+		free(np->data);
+		np->data = d;
+		np->cap = cap;
+	}
+	np->data[np->count++] = v;
+	return 0;
+}
+
+static int np_dim(struct nparse *np, int level, int64_t n, int leaf)
+{
+	if (leaf) {
+		if (np->rank < 0)
+			np->rank = level + 1;
+		else if (np->rank != level + 1)
+			return err_set(np->err, -EINVAL,
+			               "ragged nested array: numbers at depth %d and %d", np->rank,
+			               level + 1);
+	}
+	if (!np->seen[level]) {
+		np->seen[level] = 1;
+		np->dim[level] = n;
+	} else if (np->dim[level] != n) {
+		return err_set(np->err, -EINVAL,
+		               "ragged nested array: %lld elements at depth %d, expected %lld",
+		               (long long)n, level + 1, (long long)np->dim[level]);
+	}
+	return 0;
+}
+
+/* Parse the array at *pp; 0, NOT_NUMERIC, or a negative error. */
+static int np_level(struct nparse *np, const char **pp, const char *end, int level)
+{
+	const char *p = skip_ws(*pp + 1, end);
+	int64_t n = 0;
+	int arrays, rc;
+
+	if (level >= TENSOR_MAX_RANK)
+		return NOT_NUMERIC;
+	if (p < end && *p == ']') {
+		/* An empty array: its own level is a leaf of size 0. */
+		rc = np_dim(np, level, 0, np->rank < 0 || np->rank == level + 1);
+		if (rc == 0 && np->rank != level + 1)
+			rc = err_set(np->err, -EINVAL,
+			             "ragged nested array: empty array at depth %d", level + 1);
+		*pp = p + 1;
+		return rc;
+	}
+	if (p >= end)
+		return NOT_NUMERIC;
+	arrays = *p == '[';
+	for (;;) {
+		if (arrays) {
+			if (p >= end || *p != '[')
+				return NOT_NUMERIC;
+			rc = np_level(np, &p, end, level + 1);
+			if (rc != 0)
+				return rc;
+		} else {
+			float v;
+			const char *next;
+
+			rc = p < end ? ftext_parse(p, end, &v, &next) : -EINVAL;
+			if (rc == -EINVAL)
+				return NOT_NUMERIC;
+			if (rc == -ERANGE)
+				return err_set(np->err, -ERANGE,
+				               "number %.*s (element %zu) is beyond float32 range",
+				               (int)(next - p > 40 ? 40 : next - p), p, np->count);
+			rc = np_push(np, v);
+			if (rc < 0)
+				return rc;
+			p = next;
+		}
+		n++;
+		p = skip_ws(p, end);
+		if (p < end && *p == ',') {
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == ']')
+			break;
+		return NOT_NUMERIC;
+	}
+	rc = np_dim(np, level, n, !arrays);
+	if (rc < 0)
+		return rc;
+	*pp = p + 1;
+	return 0;
+}
+
+static int doc_add_fast(struct codec_doc *doc, struct tensor *t, size_t *idx)
+{
+	if (doc->nfast == doc->capfast) {
+		size_t cap = doc->capfast ? doc->capfast * 2 : 8;
+		struct tensor **v = realloc(doc->fast, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		doc->fast = v;
+		doc->capfast = cap;
+	}
+	*idx = doc->nfast;
+	doc->fast[doc->nfast++] = t;
+	return 0;
+}
+
+/* Try the fast path at p (a '['): 0 with *next set when the array was taken
+ * (a placeholder is appended to env), NOT_NUMERIC, or a negative error. */
+static int scan_array(struct codec_doc *doc, const char *p, const char *end, struct buf *env,
+                      const char **next, char *err)
+{
+	struct nparse np = { 0 };
+	struct tensor *t;
+	const char *q = p;
+	size_t idx;
+	int rc, i;
+
+	np.rank = -1;
+	np.max_elements = doc->max_elements;
+	np.bound = (size_t)(end - p) / 2 + 1;
+	np.err = err;
+	rc = np_level(&np, &q, end, 0);
+	if (rc != 0 || np.count < CODEC_FAST_MIN) {
+		free(np.data);
+		if (rc == 0) {
+			*next = q; /* small: jansson parses it, skip re-scanning */
+			return NOT_NUMERIC;
+		}
+		*next = p + 1;
+		return rc;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL || doc_add_fast(doc, t, &idx) < 0) {
+		free(t);
+		free(np.data);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	t->rank = np.rank;
+	for (i = 0; i < np.rank; i++)
+		t->dim[i] = np.dim[i];
+	t->count = np.count;
+	t->data = np.data;
+	buf_printf(env, "{\"" PLACEHOLDER_KEY "\":%zu}", idx);
+	*next = q;
+	return 0;
+}
+
+static const char *skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return end;
+}
+
+/* Copy body into env with large numeric arrays replaced by placeholders. */
+static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf *env, char *err)
+{
+	const char *p = body, *end = body + len, *copied = body;
+	int depth = 0, rc;
+
+	while (p < end) {
+		switch (*p) {
+		case '"': p = skip_string(p, end); continue;
+		case '[': {
+			const char *next = p + 1;
+
+			buf_add(env, copied, (size_t)(p - copied));
+			copied = p;
+			rc = scan_array(doc, p, end, env, &next, err);
+			if (rc < 0)
+				return rc;
+			if (rc == 0) {
+				copied = p = next;
+				continue;
+			}
+			if (next != p + 1) { /* a small numeric array, balanced */
+				p = next;
+				continue;
+			}
+		}
+			/* fall through */
+		case '{':
+			if (++depth > CODEC_MAX_DEPTH)
+				return err_set(err, -EINVAL, "JSON nesting deeper than %d",
+				               CODEC_MAX_DEPTH);
+			break;
+		case ']':
+		case '}': depth--; break;
+		default: break;
+		}
+		p++;
+	}
+	buf_add(env, copied, (size_t)(end - copied));
+	return buf_ok(env) < 0 ? err_set(err, -ENOMEM, "out of memory") : 0;
+}
+
+int codec_doc_parse(const char *body, size_t len, int64_t max_elements, struct codec_doc **out,
+                    char *err)
+{
+	struct codec_doc *doc;
+	struct buf env = { 0 };
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	if (memchr(body, '\0', len) != NULL)
+		return err_set(err, -EINVAL, "body contains a NUL byte");
+	doc = calloc(1, sizeof(*doc));
+	if (doc == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	doc->max_elements = max_elements > 0 ? max_elements : TENSOR_MAX_ELEMENTS;
+	rc = scan(doc, body, len, &env, err);
+	if (rc < 0)
+		goto fail;
+	doc->root = json_loadb(env.data ? env.data : "", env.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc->root == NULL) {
+		rc = jerr.text[0] ? err_set(err, -EINVAL, "invalid JSON: %s", jerr.text)
+		                  : err_set(err, -ENOMEM, "out of memory while parsing JSON");
+		goto fail;
+	}
+	if (!json_is_object(doc->root)) {
+		rc = err_set(err, -EINVAL, "the body must be a JSON object");
+		goto fail;
+	}
+	buf_free(&env);
+	*out = doc;
+	return 0;
+fail:
+	buf_free(&env);
+	codec_doc_free(doc);
+	return rc;
+}
+
+json_t *codec_doc_root(const struct codec_doc *doc)
+{
+	return doc->root;
+}
+
+void codec_doc_free(struct codec_doc *doc)
+{
+	size_t i;
+
+	if (doc == NULL)
+		return;
+	for (i = 0; i < doc->nfast; i++)
+		tensor_free(doc->fast[i]);
+	free(doc->fast);
+	json_decref(doc->root);
+	free(doc);
+}
+
+/* The fast tensor a placeholder object refers to, taken from the doc. */
+static struct tensor *take_placeholder(struct codec_doc *doc, json_t *v)
+{
+	json_t *idx;
+	json_int_t i;
+	struct tensor *t;
+
+	if (!json_is_object(v) || json_object_size(v) != 1)
+		return NULL;
+	idx = json_object_get(v, PLACEHOLDER_KEY);
+	if (!json_is_integer(idx))
+		return NULL;
+	i = json_integer_value(idx);
+	if (i < 0 || (size_t)i >= doc->nfast || doc->fast[i] == NULL)
+		return NULL;
+	t = doc->fast[i];
+	doc->fast[i] = NULL;
+	return t;
+}
+
+static int json_to_float(json_t *v, float *out)
+{
+	double d;
+
+	if (json_is_integer(v))
+		d = (double)json_integer_value(v);
+	else if (json_is_real(v))
+		d = json_real_value(v);
+	else
+		return -EINVAL;
+	if (d > FLT_MAX || d < -FLT_MAX) {
+		/* Values within half an ulp of FLT_MAX still round to it. */
+		if (isinf((float)d))
+			return -ERANGE;
+	}
+	*out = (float)d;
+	return 0;
+}
+
+/* Shape of a small nested jansson array; 0 or negative. */
+static int nested_shape(json_t *v, int *rank, int64_t *dim, char *err)
+{
+	json_t *cur = v;
+
+	*rank = 0;
+	while (json_is_array(cur)) {
+		if (*rank == TENSOR_MAX_RANK)
+			return err_set(err, -EINVAL, "nested array deeper than %d",
+			               TENSOR_MAX_RANK);
+		dim[(*rank)++] = (int64_t)json_array_size(cur);
+		if (json_array_size(cur) == 0)
+			break;
+		cur = json_array_get(cur, 0);
+	}
+	return 0;
+}
+
+static int fill_nested(json_t *v, int level, int rank, const int64_t *dim, float *out, size_t *pos,
+                       char *err)
+{
+	size_t i, n;
+	int rc;
+
+	if (level == rank) {
+		rc = json_to_float(v, &out[*pos]);
+		if (rc == -ERANGE)
+			return err_set(err, rc, "element %zu is beyond float32 range", *pos);
+		if (rc < 0)
+			return err_set(err, rc, "element %zu is not a number", *pos);
+		(*pos)++;
+		return 0;
+	}
+	if (!json_is_array(v))
+		return err_set(err, -EINVAL, "ragged nested array: expected an array at depth %d",
+		               level + 1);
+	n = json_array_size(v);
+	if ((int64_t)n != dim[level])
+		return err_set(err, -EINVAL,
+		               "ragged nested array: %zu elements at depth %d, expected %lld", n,
+		               level + 1, (long long)dim[level]);
+	for (i = 0; i < n; i++) {
+		rc = fill_nested(json_array_get(v, i), level + 1, rank, dim, out, pos, err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int from_nested(json_t *v, int64_t max_elements, struct tensor **out, char *err)
+{
+	int64_t dim[TENSOR_MAX_RANK];
+	struct tensor *t;
+	size_t count, pos = 0;
+	int rank, rc;
+
+	rc = nested_shape(v, &rank, dim, err);
+	if (rc == 0)
+		rc = tensor_shape_count(rank, dim, max_elements, &count, err);
+	if (rc == 0)
+		rc = tensor_new_uninit(&t, rank, dim, err);
+	if (rc < 0)
+		return rc;
+	rc = fill_nested(v, 0, rank, dim, t->data, &pos, err);
+	if (rc < 0) {
+		tensor_free(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+static int parse_shape(json_t *s, int64_t max_elements, int *rank, int64_t *dim, size_t *count,
+                       char *err)
+{
+	size_t i;
+
+	if (!json_is_array(s))
+		return err_set(err, -EINVAL, "\"shape\" must be an array of integers");
+	if (json_array_size(s) > TENSOR_MAX_RANK)
+		return err_set(err, -EINVAL, "\"shape\" has %zu dimensions, at most %d allowed",
+		               json_array_size(s), TENSOR_MAX_RANK);
+	*rank = (int)json_array_size(s);
+	for (i = 0; i < json_array_size(s); i++) {
+		json_t *d = json_array_get(s, i);
+
+		if (!json_is_integer(d))
+			return err_set(err, -EINVAL, "\"shape\"[%zu] is not an integer", i);
+		dim[i] = json_integer_value(d);
+	}
+	return tensor_shape_count(*rank, dim, max_elements, count, err);
+}
+
+static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, char *err)
+{
+	json_t *shape = json_object_get(v, "shape"), *data = json_object_get(v, "data");
+	json_t *b64 = json_object_get(v, "b64");
+	struct tensor *t = NULL, *fast;
+	int64_t dim[TENSOR_MAX_RANK];
+	const char *key;
+	json_t *val;
+	size_t count;
+	int rank = 0, rc, i;
+
+	json_object_foreach(v, key, val)
+	{
+		if (strcmp(key, "shape") != 0 && strcmp(key, "data") != 0 &&
+		    strcmp(key, "b64") != 0)
+			return err_set(err, -EINVAL,
+			               "unknown key \"%.64s\" (expected \"shape\" with \"data\" or "
+			               "\"b64\")",
+			               key);
+	}
+	if (shape == NULL)
+		return err_set(err, -EINVAL, "missing \"shape\"");
+	if ((data == NULL) == (b64 == NULL))
+		return err_set(err, -EINVAL, "exactly one of \"data\" and \"b64\" is required");
+	rc = parse_shape(shape, doc->max_elements, &rank, dim, &count, err);
+	if (rc < 0)
+		return rc;
+	if (b64 != NULL) {
+		const char *s = json_string_value(b64);
+		size_t len = json_string_length(b64);
+		long long n;
+
+		if (s == NULL)
+			return err_set(err, -EINVAL, "\"b64\" must be a string");
+		if (len / 4 * 3 < count * 4 || len / 4 * 3 > count * 4 + 2)
+			return err_set(err, -EINVAL,
+			               "\"b64\" holds about %zu bytes, shape needs %zu (float32)",
+			               len / 4 * 3, count * 4);
+		rc = tensor_new_uninit(&t, rank, dim, err);
+		if (rc < 0)
+			return rc;
+		if (count == 0 && len == 0) {
+			*out = t;
+			return 0;
+		}
+		{
+			unsigned char *tmp = malloc(len / 4 * 3 + 3);
+
+			n = tmp ? codec_base64_decode(s, len, tmp) : -ENOMEM;
+			if (n == (long long)(count * 4))
+				memcpy(t->data, tmp, count * 4);
+			free(tmp);
+		}
+		if (n < 0 || n != (long long)(count * 4)) {
+			tensor_free(t);
+			if (n == -ENOMEM)
+				return err_set(err, -ENOMEM, "out of memory");
+			if (n < 0)
+				return err_set(err, -EINVAL, "\"b64\" is not valid base64");
+			return err_set(err, -EINVAL, "\"b64\" holds %lld bytes, shape needs %zu", n,
+			               count * 4);
+		}
+		*out = t;
+		return 0;
+	}
+	fast = take_placeholder(doc, data);
+	if (fast != NULL) {
+		if (fast->count != count) {
+			rc = err_set(err, -EINVAL, "shape needs %zu elements, \"data\" has %zu",
+			             count, fast->count);
+			tensor_free(fast);
+			return rc;
+		}
+		fast->rank = rank;
+		for (i = 0; i < rank; i++)
+			fast->dim[i] = dim[i];
+		*out = fast;
+		return 0;
+	}
+	if (!json_is_array(data))
+		return err_set(err, -EINVAL, "\"data\" must be an array of numbers");
+	rc = from_nested(data, doc->max_elements, &t, err);
+	if (rc < 0)
+		return rc;
+	if (t->count != count) {
+		rc = err_set(err, -EINVAL, "shape needs %zu elements, \"data\" has %zu", count,
+		             t->count);
+		tensor_free(t);
+		return rc;
+	}
+	t->rank = rank;
+	for (i = 0; i < rank; i++)
+		t->dim[i] = dim[i];
+	*out = t;
+	return 0;
+}
+
+int codec_doc_take_tensor(struct codec_doc *doc, json_t *v, const char *field, struct tensor **out,
+                          char *err)
+{
+	struct tensor *t;
+	int rc;
+
+	*out = NULL;
+	if (v == NULL)
+		return err_set(err, -EINVAL, "missing \"%s\"", field);
+	t = take_placeholder(doc, v);
+	if (t != NULL) {
+		*out = t;
+		return 0;
+	}
+	if (json_is_array(v))
+		rc = from_nested(v, doc->max_elements, out, err);
+	else if (json_is_object(v))
+		rc = from_object(doc, v, out, err);
+	else
+		rc = err_set(
+		        err, -EINVAL,
+		        "must be a nested array or an object with \"shape\" and \"data\"/\"b64\"");
+	if (rc < 0)
+		err_prefix(err, "\"%s\"", field);
+	return rc;
+}
+
+int codec_parse_encoding(const char *s, enum codec_enc *out, char *err)
+{
+	if (s != NULL && strcmp(s, "flat") == 0)
+		*out = CODEC_FLAT;
+	else if (s != NULL && strcmp(s, "nested") == 0)
+		*out = CODEC_NESTED;
+	else if (s != NULL && strcmp(s, "b64") == 0)
+		*out = CODEC_B64;
+	else
+		return err_set(err, -EINVAL,
+		               "\"output_encoding\" must be \"flat\", \"nested\" or \"b64\"");
+	return 0;
+}
+
+int codec_check_finite(const struct tensor *t, char *err)
+{
+	size_t i;
+
+	for (i = 0; i < t->count; i++)
+		if (!isfinite(t->data[i]))
+			return err_set(err, -EDOM,
+			               "the result contains %s at element %zu (float32 overflow); "
+			               "scale the input or the filters",
+			               isnan(t->data[i]) ? "NaN" : "an infinity", i);
+	return 0;
+}
+
+void codec_put_numbers(struct buf *b, const float *v, size_t n)
+{
+	char *dst;
+	size_t i;
+
+	if (n > (SIZE_MAX - 2) / (FTEXT_MAX + 1) ||
+	    (dst = buf_reserve(b, n * (FTEXT_MAX + 1) + 2)) == NULL) {
+		b->broken = 1;
+		return;
+	}
+	*dst++ = '[';
+	for (i = 0; i < n; i++) {
+		if (i)
+			*dst++ = ',';
+		dst += ftext_format(v[i], dst);
+	}
+	*dst++ = ']';
+	b->len = (size_t)(dst - b->data);
+}
+
+static void put_shape(struct buf *b, const struct tensor *t)
+{
+	int i;
+
+	buf_puts(b, "[");
+	for (i = 0; i < t->rank; i++)
+		buf_printf(b, "%s%lld", i ? "," : "", (long long)t->dim[i]);
+	buf_puts(b, "]");
+}
+
+static void put_nested(struct buf *b, const struct tensor *t, int level, size_t *pos)
+{
+	int64_t i;
+
+	if (level == t->rank - 1 || t->rank == 0) {
+		size_t n = t->rank ? (size_t)t->dim[level] : 1;
+
+		if (t->rank == 0) {
+			char tmp[FTEXT_MAX];
+
+			buf_add(b, tmp, ftext_format(t->data[0], tmp));
+			return;
+		}
+		codec_put_numbers(b, t->data + *pos, n);
+		*pos += n;
+		return;
+	}
+	buf_puts(b, "[");
+	for (i = 0; i < t->dim[level]; i++) {
+		if (i)
+			buf_puts(b, ",");
+		put_nested(b, t, level + 1, pos);
+	}
+	buf_puts(b, "]");
+}
+
+void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc)
+{
+	size_t pos = 0;
+
+	switch (enc) {
+	case CODEC_NESTED: put_nested(b, t, 0, &pos); break;
+	case CODEC_B64:
+		buf_puts(b, "{\"shape\":");
+		put_shape(b, t);
+		buf_puts(b, ",\"b64\":\"");
+		codec_put_base64(b, t->data, t->count * sizeof(float));
+		buf_puts(b, "\"}");
+		break;
+	case CODEC_FLAT:
+	default:
+		buf_puts(b, "{\"shape\":");
+		put_shape(b, t);
+		buf_puts(b, ",\"data\":");
+		codec_put_numbers(b, t->data, t->count);
+		buf_puts(b, "}");
+		break;
+	}
+}
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void codec_put_base64(struct buf *b, const void *data, size_t n)
+{
+	const unsigned char *s = data;
+	size_t i, full = n / 3 * 3;
+	char *d;
+
+	if ((d = buf_reserve(b, (n + 2) / 3 * 4)) == NULL)
+		return;
+	for (i = 0; i < full; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+
+		d[0] = b64chars[v >> 18];
+		d[1] = b64chars[(v >> 12) & 63];
+		d[2] = b64chars[(v >> 6) & 63];
+		d[3] = b64chars[v & 63];
+		d += 4;
+	}
+	if (n - full == 1) {
+		uint32_t v = (uint32_t)s[full] << 16;
+
+		d[0] = b64chars[v >> 18];
+		d[1] = b64chars[(v >> 12) & 63];
+		d[2] = d[3] = '=';
+		d += 4;
+	} else if (n - full == 2) {
+		uint32_t v = (uint32_t)s[full] << 16 | (uint32_t)s[full + 1] << 8;
+
+		d[0] = b64chars[v >> 18];
+		d[1] = b64chars[(v >> 12) & 63];
+		d[2] = b64chars[(v >> 6) & 63];
+		d[3] = '=';
+		d += 4;
+	}
+	b->len = (size_t)(d - b->data);
+}
+
+static const signed char b64rev[256] = {
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62,
+	-1, -1, -1, 63, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,
+	1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+	23, 24, 25, -1, -1, -1, -1, -1, -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+	39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+long long codec_base64_decode(const char *s, size_t len, unsigned char *out)
+{
+	const signed char *rev = b64rev;
+	size_t i, o = 0, pad = 0;
+
+	if (len % 4 != 0)
+		return -EINVAL;
+	if (len >= 1 && s[len - 1] == '=')
+		pad++;
+	if (len >= 2 && s[len - 2] == '=')
+		pad++;
+	for (i = 0; i < len; i += 4) {
+		int last = i + 4 == len;
+		int a = rev[(unsigned char)s[i]], b = rev[(unsigned char)s[i + 1]];
+		int c = last && pad == 2 ? 0 : rev[(unsigned char)s[i + 2]];
+		int d = last && pad >= 1 ? 0 : rev[(unsigned char)s[i + 3]];
+		uint32_t v;
+
+		if ((a | b | c | d) < 0)
+			return -EINVAL;
+		v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+		out[o++] = (unsigned char)(v >> 16);
+		if (!(last && pad == 2))
+			out[o++] = (unsigned char)(v >> 8);
+		if (!(last && pad >= 1))
+			out[o++] = (unsigned char)v;
+	}
+	return (long long)o;
+}

@@ -1,0 +1,347 @@
+/* config.c - the option table and everything generated from it. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "error.h"
+#include "log.h"
+
+enum opt_type { OPT_STRING, OPT_UINT, OPT_SIZE };
+
+struct option_def {
+	const char *key;  /* config file key */
+	const char *flag; /* long command-line flag */
+	enum opt_type type;
+	size_t offset;
+	const char *def; /* default, as text */
+	const char *metavar;
+	const char *help; /* one line for --help */
+	const char *doc;  /* more lines for the sample file, or NULL */
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct option_def options[] = {
+	{ "listen", "listen", OPT_STRING, OFF(listen), "127.0.0.1:8080", "ADDR:PORT",
+	  "address to listen on; [::1]:8080 for IPv6; port 0 picks a free port",
+	  "Loopback by default: put a reverse proxy in front before exposing it." },
+	{ "port_file", "port-file", OPT_STRING, OFF(port_file), "", "FILE",
+	  "write the bound port to FILE once listening (empty: don't)", NULL },
+	{ "models_dir", "models", OPT_STRING, OFF(models_dir), "", "DIR",
+	  "directory of stored models, one folder per model (empty: none)", NULL },
+	{ "admin_token_file", "admin-token-file", OPT_STRING, OFF(admin_token_file), "", "FILE",
+	  "file holding the bearer token for the admin API (empty: admin API disabled)",
+	  "Never put the token itself on a command line." },
+	{ "log_level", "log-level", OPT_STRING, OFF(log_level), "info", "LEVEL",
+	  "error, warn, info (one line per request) or debug", NULL },
+	{ "threads", "threads", OPT_UINT, OFF(threads), "0", "N",
+	  "compute worker threads (0: one per online CPU)", NULL },
+	{ "io_threads", "io-threads", OPT_UINT, OFF(io_threads), "2", "N",
+	  "HTTP I/O threads (1 or more; they never compute)", NULL },
+	{ "max_queue", "max-queue", OPT_UINT, OFF(max_queue), "64", "N",
+	  "requests waiting for a worker before new ones get 503", NULL },
+	{ "max_body", "max-body", OPT_SIZE, OFF(max_body), "64M", "SIZE",
+	  "largest request body; larger ones get 413 before being read", NULL },
+	{ "max_elements", "max-elements", OPT_SIZE, OFF(max_elements), "16M", "N",
+	  "largest tensor in a request, in elements (413 beyond)", NULL },
+	{ "max_output_elements", "max-output-elements", OPT_SIZE, OFF(max_output_elements), "16M",
+	  "N", "largest output or intermediate tensor, in elements (413 beyond)", NULL },
+	{ "max_inflight_bytes", "max-inflight-bytes", OPT_SIZE, OFF(max_inflight_bytes), "256M",
+	  "SIZE", "request bytes held at once, received to replied (503 beyond)", NULL },
+	{ "max_connections", "max-connections", OPT_UINT, OFF(max_connections), "256", "N",
+	  "concurrent client connections", NULL },
+	{ "per_ip_connections", "per-ip-connections", OPT_UINT, OFF(per_ip_connections), "64", "N",
+	  "concurrent connections from one address (0: no limit)", NULL },
+	{ "connection_timeout", "connection-timeout", OPT_UINT, OFF(connection_timeout), "30",
+	  "SEC", "close connections idle this long (an inactivity timeout, not a deadline)", NULL },
+	{ "drain_timeout", "drain-timeout", OPT_UINT, OFF(drain_timeout), "25", "SEC",
+	  "on SIGTERM, wait this long for requests in flight before exiting", NULL },
+	{ "retry_after", "retry-after", OPT_UINT, OFF(retry_after), "1", "SEC",
+	  "Retry-After sent with 503 replies", NULL },
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const struct option_def *find_key(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++)
+		if (strcmp(options[i].key, key) == 0)
+			return &options[i];
+	return NULL;
+}
+
+static int parse_u64(const char *s, int sized, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s == '-' || *s == '\0')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s)
+		return -EINVAL;
+	if (sized && *end != '\0') {
+		int shift = *end == 'K' || *end == 'k'   ? 10
+		            : *end == 'M' || *end == 'm' ? 20
+		            : *end == 'G' || *end == 'g' ? 30
+		                                         : -1;
+
+		if (shift < 0 || end[1] != '\0' || v > (UINT64_MAX >> shift))
+			return -EINVAL;
+		v <<= shift;
+	} else if (*end != '\0') {
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int set_option(struct config *c, const struct option_def *o, const char *value, char *err)
+{
+	char *base = (char *)c + o->offset;
+	uint64_t v;
+
+	switch (o->type) {
+	case OPT_STRING: {
+		char *copy = strdup(value);
+
+		if (copy == NULL)
+			return err_set(err, -ENOMEM, "out of memory");
+		free(*(char **)base);
+		*(char **)base = copy;
+		return 0;
+	}
+	case OPT_UINT:
+		if (parse_u64(value, 0, &v) < 0 || v > 1000000)
+			return err_set(err, -EINVAL,
+			               "%s: \"%.64s\" is not an integer from 0 to 1000000", o->key,
+			               value);
+		*(unsigned *)base = (unsigned)v;
+		return 0;
+	case OPT_SIZE:
+		if (parse_u64(value, 1, &v) < 0)
+			return err_set(err, -EINVAL,
+			               "%s: \"%.64s\" is not a size (e.g. 512K, 64M, 1G)", o->key,
+			               value);
+		*(uint64_t *)base = v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int config_set(struct config *c, const char *key, const char *value, char *err)
+{
+	const struct option_def *o = find_key(key);
+
+	if (o == NULL)
+		return err_set(err, -EINVAL, "unknown key \"%.64s\"", key);
+	return set_option(c, o, value, err);
+}
+
+void config_defaults(struct config *c)
+{
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < NOPTIONS; i++)
+		set_option(c, &options[i], options[i].def, NULL);
+}
+
+void config_clear(struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++)
+		if (options[i].type == OPT_STRING) {
+			char **p = (char **)((char *)c + options[i].offset);
+
+			free(*p);
+			*p = NULL;
+		}
+	free(c->config_file);
+	c->config_file = NULL;
+}
+
+struct ini_ctx {
+	struct config *c;
+	char *err;
+	int failed;
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *ctx = user;
+
+	if (ctx->failed)
+		return 0;
+	if (section[0] != '\0') {
+		err_set(ctx->err, -EINVAL, "sections are not used (found [%.64s])", section);
+		ctx->failed = 1;
+		return 0;
+	}
+	if (config_set(ctx->c, name, value, ctx->err) < 0) {
+		ctx->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int config_load_file(struct config *c, const char *path, char *err)
+{
+	struct ini_ctx ctx = { c, err, 0 };
+	char msg[ERR_LEN] = "syntax error";
+	int line;
+
+	ctx.err = msg;
+	line = ini_parse(path, on_ini_line, &ctx);
+	if (line == -1)
+		return err_set(err, -ENOENT, "%s: cannot open", path);
+	if (line == -2)
+		return err_set(err, -ENOMEM, "%s: out of memory", path);
+	if (line != 0)
+		return err_set(err, -EINVAL, "%s:%d: %s", path, line, msg);
+	return 0;
+}
+
+/* Long options: every table entry plus the actions. */
+static struct option *make_longopts(void)
+{
+	static const struct option actions[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "print-sample-config", no_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct option *lo = calloc(NOPTIONS + sizeof(actions) / sizeof(actions[0]), sizeof(*lo));
+	size_t i;
+
+	if (lo == NULL)
+		return NULL;
+	for (i = 0; i < NOPTIONS; i++)
+		lo[i] = (struct option){ options[i].flag, required_argument, NULL, 1000 + (int)i };
+	memcpy(lo + NOPTIONS, actions, sizeof(actions));
+	return lo;
+}
+
+int config_load_args(struct config *c, int argc, char **argv, enum config_action *action, char *err)
+{
+	struct option *lo = make_longopts();
+	int opt, rc = 0, pass;
+
+	*action = CONFIG_RUN;
+	if (lo == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	opterr = 0;
+	/* Pass 0 finds --config and the actions; pass 1 applies the rest on top. */
+	for (pass = 0; pass < 2 && rc == 0; pass++) {
+		optind = 1;
+		while (rc == 0 && (opt = getopt_long(argc, argv, ":hVc:", lo, NULL)) != -1) {
+			if (opt == '?' || opt == ':') {
+				rc = err_set(err, -EINVAL, "%s option '%s' (see --help)",
+				             opt == ':' ? "missing value for" : "unknown",
+				             argv[optind - 1]);
+			} else if (pass == 0 && opt == 'c') {
+				free(c->config_file);
+				c->config_file = strdup(optarg);
+				rc = c->config_file ? config_load_file(c, optarg, err) : -ENOMEM;
+			} else if (pass == 0 &&
+			           (opt == 'h' || opt == 'V' || opt == 'C' || opt == 'S')) {
+				*action = opt == 'h'   ? CONFIG_HELP
+				          : opt == 'V' ? CONFIG_VERSION
+				          : opt == 'C' ? CONFIG_CHECK
+				                       : CONFIG_SAMPLE;
+			} else if (pass == 1 && opt >= 1000) {
+				rc = set_option(c, &options[opt - 1000], optarg, err);
+			}
+		}
+		if (rc == 0 && optind < argc)
+			rc = err_set(err, -EINVAL, "unexpected argument '%s'", argv[optind]);
+	}
+	free(lo);
+	return rc;
+}
+
+int config_validate(const struct config *c, char *err)
+{
+	enum log_level level;
+
+	if (log_parse_level(c->log_level, &level) < 0)
+		return err_set(err, -EINVAL,
+		               "log_level: \"%.32s\" is not error, warn, info or debug",
+		               c->log_level);
+	if (c->io_threads < 1)
+		return err_set(err, -EINVAL, "io_threads must be at least 1");
+	if (c->max_queue < 1)
+		return err_set(err, -EINVAL, "max_queue must be at least 1");
+	if (c->max_body < 1024)
+		return err_set(err, -EINVAL, "max_body must be at least 1K");
+	if (c->max_elements < 1 || c->max_output_elements < 1)
+		return err_set(err, -EINVAL,
+		               "max_elements and max_output_elements must be positive");
+	if (c->max_inflight_bytes < c->max_body)
+		return err_set(
+		        err, -EINVAL, "max_inflight_bytes (%llu) must be at least max_body (%llu)",
+		        (unsigned long long)c->max_inflight_bytes, (unsigned long long)c->max_body);
+	if (c->max_connections < 1)
+		return err_set(err, -EINVAL, "max_connections must be at least 1");
+	if (c->models_dir[0] != '\0' && access(c->models_dir, R_OK | X_OK) != 0)
+		return err_set(err, -ENOENT, "models_dir %s is not a readable directory",
+		               c->models_dir);
+	if (c->admin_token_file[0] != '\0' && access(c->admin_token_file, R_OK) != 0)
+		return err_set(err, -ENOENT, "admin_token_file %s is not readable",
+		               c->admin_token_file);
+	return 0;
+}
+
+void config_print_help(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "Usage: atrousd [OPTIONS]\n\n"
+	           "Serve TensorFlow-exact atrous convolution and ASPP over HTTP.\n\n"
+	           "Options (each also a key of the config file, with '_' for '-'):\n");
+	for (i = 0; i < NOPTIONS; i++) {
+		char left[64];
+
+		snprintf(left, sizeof(left), "--%s %s", options[i].flag, options[i].metavar);
+		fprintf(f, "  %-34s %s (default: %s)\n", left, options[i].help,
+		        options[i].def[0] ? options[i].def : "empty");
+	}
+	fprintf(f,
+	        "\nActions:\n"
+	        "  --config FILE                      read settings from FILE; flags override it\n"
+	        "  --check-config                     validate the settings and exit\n"
+	        "  --print-sample-config              print a documented config file and exit\n"
+	        "  -h, --help                         show this help and exit\n"
+	        "  -V, --version                      show the version and exit\n");
+}
+
+void config_print_sample(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "# atrousd.conf - settings of the atrousd daemon.\n"
+	           "#\n"
+	           "# Format: \"key = value\" lines; '#' starts a comment line. Sizes accept\n"
+	           "# K, M and G suffixes (powers of 1024). Command-line flags override this\n"
+	           "# file (--key-name for key_name). Every key is listed with its default.\n"
+	           "# This file is generated by 'atrousd --print-sample-config'.\n");
+	for (i = 0; i < NOPTIONS; i++) {
+		fprintf(f, "\n# %s.\n", options[i].help);
+		if (options[i].doc != NULL)
+			fprintf(f, "# %s\n", options[i].doc);
+		fprintf(f, "%s = %s\n", options[i].key, options[i].def);
+	}
+}

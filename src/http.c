@@ -1,0 +1,548 @@
+/* http.c - libmicrohttpd glue: routes, limits, suspend/resume, drain. */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "error.h"
+#include "http.h"
+#include "log.h"
+
+/* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
+#define HTTP_CONN_MEMORY (64 * 1024)
+
+struct route {
+	const char *path;
+	const char *method;
+	enum api_endpoint ep;
+	int compute;
+};
+
+static const struct route routes[] = {
+	{ "/v1/atrous_conv2d", "POST", EP_CONV, 1 },    { "/v1/aspp", "POST", EP_ASPP, 1 },
+	{ "/v1/sequential", "POST", EP_SEQUENTIAL, 1 }, { "/v2/health/live", "GET", EP_LIVE, 0 },
+	{ "/v2/health/ready", "GET", EP_READY, 0 },     { "/healthz", "GET", EP_LIVE, 0 },
+};
+
+enum phase { P_NEW, P_BODY, P_RUNNING, P_DONE };
+
+struct request {
+	struct http *h;
+	struct MHD_Connection *conn;
+	const struct route *route;
+	enum phase phase;
+	int refs;      /* MHD's and the job's, under h->lock */
+	int abandoned; /* drain gave up waiting; under h->lock */
+	int discard;   /* a reply is queued early; ignore the body */
+	struct buf body;
+	size_t reserved; /* bytes counted in h->inflight_bytes */
+	struct api_times t;
+	struct reply reply;
+	int status;
+	size_t bytes_out;
+	char method[12], path[128];
+	struct request *prev, *next; /* list of requests with a job */
+};
+
+struct http {
+	struct MHD_Daemon *daemon;
+	struct api *api;
+	struct pool *pool;
+	const struct config *cfg;
+	int listen_fd;
+	int quiesced;
+	pthread_mutex_t lock;
+	struct request *jobs; /* requests whose job has not replied */
+	size_t njobs;
+	size_t inflight_bytes; /* atomic */
+};
+
+static void request_unref(struct http *h, struct request *rq)
+{
+	int last;
+
+	pthread_mutex_lock(&h->lock);
+	last = --rq->refs == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (!last)
+		return;
+	buf_free(&rq->body);
+	reply_clear(&rq->reply);
+	free(rq);
+}
+
+static void jobs_remove(struct http *h, struct request *rq)
+{
+	if (rq->prev)
+		rq->prev->next = rq->next;
+	else
+		h->jobs = rq->next;
+	if (rq->next)
+		rq->next->prev = rq->prev;
+	rq->prev = rq->next = NULL;
+	h->njobs--;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct request *rq = calloc(1, sizeof(*rq));
+
+	(void)uri;
+	if (rq == NULL)
+		return NULL;
+	rq->h = cls;
+	rq->conn = c;
+	rq->refs = 1;
+	rq->t.start = api_now_ns();
+	return rq;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct http *h = cls;
+	struct request *rq = *con_cls;
+
+	(void)c;
+	if (rq == NULL)
+		return;
+	*con_cls = NULL;
+	if (rq->reserved)
+		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
+	if (rq->method[0] != '\0')
+		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s", rq->method, rq->path,
+		         rq->status, rq->body.len, rq->bytes_out,
+		         (unsigned long long)((api_now_ns() - rq->t.start) / 1000),
+		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+	request_unref(h, rq);
+}
+
+static int draining(const struct http *h)
+{
+	return __atomic_load_n(&h->api->state, __ATOMIC_ACQUIRE) == API_DRAINING;
+}
+
+static enum MHD_Result send_reply(struct request *rq)
+{
+	struct reply *r = &rq->reply;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char num[24];
+
+	resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+		return MHD_NO;
+	r->body = NULL;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        r->content_type ? r->content_type : "application/json");
+	if (r->server_timing[0])
+		MHD_add_response_header(resp, "Server-Timing", r->server_timing);
+	if (r->retry_after > 0) {
+		snprintf(num, sizeof(num), "%d", r->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	}
+	if (r->allow != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (draining(rq->h))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	rq->status = r->status;
+	rq->bytes_out = r->len;
+	ret = MHD_queue_response(rq->conn, (unsigned int)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result fail(struct request *rq, int status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result fail(struct request *rq, int status, const char *fmt, ...)
+{
+	char msg[ERR_LEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_error(&rq->reply, status, "%s", msg);
+	if (status == 503)
+		rq->reply.retry_after = (int)rq->h->cfg->retry_after;
+	rq->discard = 1;
+	return send_reply(rq);
+}
+
+static const struct route *find_route(const char *url, const char *method, const char **allow)
+{
+	const struct route *match = NULL;
+	size_t i;
+
+	*allow = NULL;
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(routes[i].path, url) != 0)
+			continue;
+		match = &routes[i];
+		if (strcmp(routes[i].method, method) == 0 ||
+		    (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0))
+			return match;
+	}
+	if (match != NULL)
+		*allow = strcmp(match->method, "GET") == 0 ? "GET, HEAD" : match->method;
+	return NULL;
+}
+
+/* Content types that cannot carry a JSON document. */
+static int content_type_refused(const char *ct)
+{
+	static const char *const refused[] = { "multipart/", "image/", "audio/",
+		                               "video/",     "font/",  "model/" };
+	size_t i;
+
+	for (i = 0; ct && i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (strncasecmp(ct, refused[i], strlen(refused[i])) == 0)
+			return 1;
+	return 0;
+}
+
+static int parse_length(const char *s, unsigned long long *out)
+{
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0' ? 0 : -1;
+}
+
+/* First call: route, check headers and limits, reserve the body. */
+static enum MHD_Result on_headers(struct request *rq, const char *url, const char *method)
+{
+	struct http *h = rq->h;
+	struct MHD_Connection *c = rq->conn;
+	const char *allow, *te, *cl, *ct;
+	unsigned long long len = 0;
+	size_t budget;
+
+	snprintf(rq->method, sizeof(rq->method), "%s", method);
+	snprintf(rq->path, sizeof(rq->path), "%s", url);
+	rq->route = find_route(url, method, &allow);
+	if (rq->route == NULL) {
+		if (allow != NULL) {
+			rq->reply.allow = allow;
+			return fail(rq, 405, "method %s not allowed on %s (allowed: %s)", method,
+			            url, allow);
+		}
+		return fail(rq, 404, "no such endpoint: %s %s", method, url);
+	}
+	if (!rq->route->compute) {
+		api_health(h->api, rq->route->ep, &rq->reply);
+		rq->discard = 1;
+		return send_reply(rq);
+	}
+	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (te != NULL && strcasecmp(te, "chunked") != 0)
+		return fail(rq, 400, "Transfer-Encoding \"%.32s\" is not supported (only chunked)",
+		            te);
+	if (te != NULL && cl != NULL)
+		return fail(rq, 400, "Transfer-Encoding and Content-Length together are refused");
+	if (cl != NULL && parse_length(cl, &len) < 0)
+		return fail(rq, 400, "malformed Content-Length");
+	if (len > h->cfg->max_body)
+		return fail(rq, 413, "request body of %llu bytes exceeds max_body (%llu bytes)",
+		            len, (unsigned long long)h->cfg->max_body);
+	if (content_type_refused(ct))
+		return fail(rq, 415,
+		            "Content-Type \"%.64s\" cannot carry JSON; send application/json", ct);
+	if (draining(h))
+		return fail(rq, 503, "shutting down");
+	budget = __atomic_add_fetch(&h->inflight_bytes, (size_t)len, __ATOMIC_RELAXED);
+	rq->reserved = (size_t)len;
+	if (budget > h->cfg->max_inflight_bytes)
+		return fail(rq, 503, "too many request bytes in flight; retry later");
+	if (len > 0 && buf_reserve(&rq->body, (size_t)len) == NULL)
+		return fail(rq, 503, "out of memory for the request body");
+	rq->phase = P_BODY;
+	return MHD_YES;
+}
+
+static void job_run(void *arg)
+{
+	struct request *rq = arg;
+	struct http *h = rq->h;
+	struct reply r = { 0 };
+	int abandoned;
+
+	pthread_mutex_lock(&h->lock);
+	abandoned = rq->abandoned;
+	pthread_mutex_unlock(&h->lock);
+	if (!abandoned)
+		api_compute(h->api, rq->route->ep, rq->body.data ? rq->body.data : "", rq->body.len,
+		            &rq->t, &r);
+	pthread_mutex_lock(&h->lock);
+	if (!rq->abandoned) {
+		rq->reply = r;
+		rq->phase = P_DONE;
+		jobs_remove(h, rq);
+		MHD_resume_connection(rq->conn);
+	} else {
+		reply_clear(&r);
+	}
+	pthread_mutex_unlock(&h->lock);
+	request_unref(h, rq);
+}
+
+/* Last call: the body is complete; hand the work to the pool. */
+static enum MHD_Result submit(struct request *rq)
+{
+	struct http *h = rq->h;
+	int rc;
+
+	if (draining(h))
+		return fail(rq, 503, "shutting down");
+	rq->phase = P_RUNNING;
+	rq->t.enqueue = api_now_ns();
+	pthread_mutex_lock(&h->lock);
+	rq->refs++;
+	rq->next = h->jobs;
+	if (h->jobs)
+		h->jobs->prev = rq;
+	h->jobs = rq;
+	h->njobs++;
+	MHD_suspend_connection(rq->conn);
+	rc = pool_submit(h->pool, job_run, rq);
+	if (rc < 0) {
+		jobs_remove(h, rq);
+		rq->refs--;
+		MHD_resume_connection(rq->conn);
+		pthread_mutex_unlock(&h->lock);
+		rq->phase = P_DONE;
+		reply_error(&rq->reply, 503,
+		            rc == -EAGAIN ? "queue full (max_queue %u); retry later"
+		                          : "shutting down",
+		            h->cfg->max_queue);
+		rq->reply.retry_after = (int)h->cfg->retry_after;
+		return MHD_YES; /* the reply goes out when the handler is called again */
+	}
+	pthread_mutex_unlock(&h->lock);
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+	struct request *rq = *con_cls;
+	struct http *h = cls;
+
+	(void)version;
+	if (rq == NULL)
+		return MHD_NO;
+	if (rq->phase == P_NEW && !rq->discard)
+		return on_headers(rq, url, method);
+	if (*upload_size > 0) {
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (rq->discard || rq->phase != P_BODY)
+			return MHD_YES;
+		if (rq->body.len + n > h->cfg->max_body) {
+			log_warn("%s %s: chunked body exceeds max_body; closing", method, url);
+			return MHD_NO;
+		}
+		if (rq->body.len + n > rq->reserved) {
+			size_t more = rq->body.len + n - rq->reserved;
+
+			rq->reserved += more;
+			if (__atomic_add_fetch(&h->inflight_bytes, more, __ATOMIC_RELAXED) >
+			    h->cfg->max_inflight_bytes) {
+				log_warn("%s %s: in-flight byte budget exhausted; closing", method,
+				         url);
+				return MHD_NO;
+			}
+		}
+		buf_add(&rq->body, upload, n);
+		return buf_ok(&rq->body) == 0 ? MHD_YES : MHD_NO;
+	}
+	if (rq->phase == P_DONE)
+		return send_reply(rq);
+	if (rq->phase == P_BODY)
+		return submit(rq);
+	return MHD_YES;
+}
+
+static void on_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	log_debug("libmicrohttpd: %s", line);
+}
+
+static void on_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+	(void)cls;
+	log_error("libmicrohttpd panic at %s:%u: %s", file ? file : "?", line,
+	          reason ? reason : "?");
+	abort();
+}
+
+int http_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err)
+{
+	char host[128], portstr[16], hbuf[NI_MAXHOST], pbuf[NI_MAXSERV];
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const char *colon;
+	int s = -1, one = 1, rc;
+
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+
+		if (close == NULL || close[1] != ':' || (size_t)(close - addr - 1) >= sizeof(host))
+			return err_set(err, -EINVAL, "listen \"%s\": expected [IPV6]:PORT", addr);
+		memcpy(host, addr + 1, (size_t)(close - addr - 1));
+		host[close - addr - 1] = '\0';
+		colon = close + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+			return err_set(err, -EINVAL, "listen \"%s\": expected ADDR:PORT", addr);
+		memcpy(host, addr, (size_t)(colon - addr));
+		host[colon - addr] = '\0';
+	}
+	snprintf(portstr, sizeof(portstr), "%s", colon + 1);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	rc = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &ai);
+	if (rc != 0)
+		return err_set(err, -EINVAL, "listen \"%s\": %s", addr, gai_strerror(rc));
+	s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		rc = err_set(err, -errno, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 511) < 0) {
+		rc = err_set(err, -errno, "listen %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	if (getsockname(s, (struct sockaddr *)&ss, &sl) < 0 ||
+	    getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof(hbuf), pbuf, sizeof(pbuf),
+	                NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		rc = err_set(err, -EINVAL, "listen %s: cannot read the bound address", addr);
+		goto fail;
+	}
+	snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", hbuf, pbuf);
+	*port = atoi(pbuf);
+	freeaddrinfo(ai);
+	*fd = s;
+	return 0;
+fail:
+	if (s >= 0)
+		close(s);
+	freeaddrinfo(ai);
+	return rc;
+}
+
+int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
+               int listen_fd, char *err)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	struct http *h = calloc(1, sizeof(*h));
+
+	*out = NULL;
+	if (h == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	h->api = api;
+	h->pool = pool;
+	h->cfg = cfg;
+	h->listen_fd = listen_fd;
+	pthread_mutex_init(&h->lock, NULL);
+	MHD_set_panic_func(on_panic, NULL);
+	h->daemon = MHD_start_daemon(
+	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
+	        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+	        (unsigned int)(cfg->io_threads > 1 ? cfg->io_threads : 0),
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+	        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->per_ip_connections,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+	        h, MHD_OPTION_END);
+	if (h->daemon == NULL) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return err_set(err, -EIO, "libmicrohttpd failed to start");
+	}
+	*out = h;
+	return 0;
+}
+
+size_t http_drain(struct http *h, unsigned timeout_s)
+{
+	uint64_t deadline = api_now_ns() + (uint64_t)timeout_s * 1000000000u;
+	struct timespec nap = { 0, 20 * 1000 * 1000 };
+	struct request *rq;
+	size_t left = 0;
+
+	if (MHD_quiesce_daemon(h->daemon) != MHD_INVALID_SOCKET)
+		h->quiesced = 1;
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		left = h->njobs;
+		pthread_mutex_unlock(&h->lock);
+		if (left == 0 || api_now_ns() >= deadline)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	if (left == 0)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	while ((rq = h->jobs) != NULL) {
+		rq->abandoned = 1;
+		rq->phase = P_DONE;
+		reply_error(&rq->reply, 503, "shutting down before the request completed");
+		rq->reply.retry_after = (int)h->cfg->retry_after;
+		jobs_remove(h, rq);
+		MHD_resume_connection(rq->conn);
+	}
+	pthread_mutex_unlock(&h->lock);
+	/* Give the I/O threads a moment to send the 503 replies. */
+	nanosleep(&nap, NULL);
+	return left;
+}
+
+void http_stop(struct http *h)
+{
+	if (h == NULL)
+		return;
+	MHD_stop_daemon(h->daemon);
+	if (h->quiesced) /* otherwise libmicrohttpd closed it */
+		close(h->listen_fd);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}

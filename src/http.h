@@ -1,0 +1,33 @@
+/* http.h - the HTTP front: libmicrohttpd, routing, body limits, suspend/resume.
+ *
+ * Requests are received on libmicrohttpd's I/O threads; compute requests are
+ * queued on the pool with their connection suspended and resumed with the
+ * reply.  The I/O threads never decode or compute.
+ */
+#ifndef ATROUSD_HTTP_H
+#define ATROUSD_HTTP_H
+
+#include <stddef.h>
+
+#include "api.h"
+#include "config.h"
+#include "pool.h"
+
+struct http;
+
+/* Create a listening TCP socket for "ADDR:PORT" or "[V6ADDR]:PORT"; the bound
+ * address (with the real port when PORT was 0) is written to bound. */
+int http_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err);
+
+/* Start serving on listen_fd (ownership passes to the server). */
+int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
+               int listen_fd, char *err);
+
+/* Stop accepting, let requests in flight finish for up to timeout_s seconds,
+ * then answer the rest with 503.  Returns the number abandoned. */
+size_t http_drain(struct http *h, unsigned timeout_s);
+
+/* Stop the server and free it (after http_drain). */
+void http_stop(struct http *h);
+
+#endif

@@ -1,0 +1,268 @@
+/* pool.c - worker threads, bounded FIFO of jobs, cooperative parallel_for. */
+#include "autoconfig.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "pool.h"
+#include "tensor.h"
+
+struct job {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+/* One parallel_for in progress: workers claim task indices from next. */
+struct section {
+	par_task_fn fn;
+	void *arg;
+	size_t ntasks, scratch;
+	size_t next; /* atomic */
+	int helpers; /* workers inside, under pool lock */
+	struct section *link;
+};
+
+struct worker {
+	struct pool *pool;
+	pthread_t thread;
+	void *scratch;
+	size_t scratch_size;
+};
+
+struct pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;   /* a job or a section became available, or stop */
+	pthread_cond_t helped; /* a helper left a section */
+	struct job *queue;     /* ring buffer */
+	size_t cap, head, len;
+	size_t running;
+	struct section *sections; /* open sections, newest first */
+	int stopping;
+	int nworkers;
+	struct worker *workers;
+	struct par_runner runner;
+};
+
+static __thread struct worker *self;
+
+static void *scratch_get(struct worker *w, size_t size)
+{
+	if (size <= w->scratch_size)
+		return w->scratch;
+	free(w->scratch);
+	w->scratch = tensor_alloc_aligned(size);
+	w->scratch_size = w->scratch ? size : 0;
+	return w->scratch;
+}
+
+/* Claim and run tasks of s until none are left. */
+static void section_work(struct section *s, void *scratch)
+{
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED)) < s->ntasks)
+		s->fn(s->arg, i, scratch);
+}
+
+static struct section *open_section(struct pool *p)
+{
+	struct section *s;
+
+	for (s = p->sections; s; s = s->link)
+		if (__atomic_load_n(&s->next, __ATOMIC_RELAXED) < s->ntasks)
+			return s;
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct pool *p = w->pool;
+
+	self = w;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct section *s = open_section(p);
+
+		if (s != NULL) {
+			void *scratch = NULL;
+
+			s->helpers++;
+			pthread_mutex_unlock(&p->lock);
+			scratch = scratch_get(w, s->scratch);
+			if (scratch != NULL)
+				section_work(s, scratch);
+			pthread_mutex_lock(&p->lock);
+			if (--s->helpers == 0)
+				pthread_cond_broadcast(&p->helped);
+			continue;
+		}
+		if (p->len > 0) {
+			struct job j = p->queue[p->head];
+
+			p->head = (p->head + 1) % p->cap;
+			p->len--;
+			p->running++;
+			pthread_mutex_unlock(&p->lock);
+			j.fn(j.arg);
+			pthread_mutex_lock(&p->lock);
+			p->running--;
+			continue;
+		}
+		if (p->stopping)
+			break;
+		pthread_cond_wait(&p->work, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(w->scratch);
+	return NULL;
+}
+
+static int pool_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn fn, void *arg)
+{
+	struct pool *p = ctx;
+	struct section s = { fn, arg, ntasks, scratch_bytes, 0, 0, NULL };
+	void *scratch;
+
+	if (self == NULL || self->pool != p)
+		return par_serial.run(NULL, ntasks, scratch_bytes, fn, arg);
+	if (ntasks == 0)
+		return 0;
+	scratch = scratch_get(self, scratch_bytes);
+	if (scratch == NULL)
+		return -ENOMEM;
+	if (ntasks > 1 && p->nworkers > 1) {
+		pthread_mutex_lock(&p->lock);
+		s.link = p->sections;
+		p->sections = &s;
+		pthread_cond_broadcast(&p->work);
+		pthread_mutex_unlock(&p->lock);
+	}
+	section_work(&s, scratch);
+	if (ntasks > 1 && p->nworkers > 1) {
+		struct section **pp;
+
+		pthread_mutex_lock(&p->lock);
+		for (pp = &p->sections; *pp != &s; pp = &(*pp)->link)
+			;
+		*pp = s.link;
+		while (s.helpers > 0)
+			pthread_cond_wait(&p->helped, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return 0;
+}
+
+int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err)
+{
+	struct pool *p;
+	int i, rc;
+
+	*out = NULL;
+	if (nworkers < 1 || max_queue < 1)
+		return err_set(err, -EINVAL,
+		               "the pool needs at least one worker and one queue slot");
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+	openblas_set_num_threads(1);
+#endif
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	p->queue = calloc(max_queue, sizeof(*p->queue));
+	p->workers = calloc((size_t)nworkers, sizeof(*p->workers));
+	if (p->queue == NULL || p->workers == NULL) {
+		free(p->queue);
+		free(p->workers);
+		free(p);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	p->cap = max_queue;
+	p->runner.run = pool_run;
+	p->runner.ctx = p;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->helped, NULL);
+	for (i = 0; i < nworkers; i++) {
+		p->workers[i].pool = p;
+		rc = pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
+		if (rc != 0) {
+			p->nworkers = i;
+			pool_free(p);
+			return err_set(err, -rc, "cannot start worker thread");
+		}
+		p->nworkers = i + 1;
+	}
+	*out = p;
+	return 0;
+}
+
+int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->stopping)
+		rc = -ESHUTDOWN;
+	else if (p->len == p->cap)
+		rc = -EAGAIN;
+	else {
+		p->queue[(p->head + p->len) % p->cap] = (struct job){ fn, arg };
+		p->len++;
+		pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+const struct par_runner *pool_runner(struct pool *p)
+{
+	return &p->runner;
+}
+
+size_t pool_queued(struct pool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->len;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+size_t pool_running(struct pool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->running;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+int pool_workers(const struct pool *p)
+{
+	return p->nworkers;
+}
+
+void pool_free(struct pool *p)
+{
+	int i;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->nworkers; i++)
+		pthread_join(p->workers[i].thread, NULL);
+	pthread_cond_destroy(&p->helped);
+	pthread_cond_destroy(&p->work);
+	pthread_mutex_destroy(&p->lock);
+	free(p->workers);
+	free(p->queue);
+	free(p);
+}

@@ -1,0 +1,42 @@
+/* pool.h - the compute workers: a bounded job queue and parallel_for.
+ *
+ *	struct pool *p;
+ *	pool_new(&p, 2, 64, err);
+ *	if (pool_submit(p, job_fn, job) == -EAGAIN) ...;   // queue full: 503
+ *	// inside job_fn: par_run(pool_runner(p), ntasks, scratch, task_fn, arg)
+ *	pool_free(p);                                      // runs what is queued
+ *
+ * Workers run jobs one at a time.  A job may split work into tasks through
+ * pool_runner(); idle workers help with those before taking new jobs, so one
+ * large request uses every core and many small ones use one core each.
+ * OpenBLAS is set to one thread: the pool owns all parallelism.
+ */
+#ifndef ATROUSD_POOL_H
+#define ATROUSD_POOL_H
+
+#include <stddef.h>
+
+#include "par.h"
+
+struct pool;
+
+/* Start nworkers threads with a queue of at most max_queue waiting jobs. */
+int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err);
+
+/* Queue fn(arg): 0, -EAGAIN when the queue is full, -ESHUTDOWN when stopping. */
+int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg);
+
+/* A runner that spreads tasks over idle workers (serial off the pool). */
+const struct par_runner *pool_runner(struct pool *p);
+
+/* Jobs waiting in the queue, and jobs running now. */
+size_t pool_queued(struct pool *p);
+size_t pool_running(struct pool *p);
+
+/* Number of worker threads. */
+int pool_workers(const struct pool *p);
+
+/* Refuse new jobs, run those queued, join the workers and free the pool. */
+void pool_free(struct pool *p);
+
+#endif
