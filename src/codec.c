@@ -475,38 +475,33 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 	if (b64 != NULL) {
 		const char *s = json_string_value(b64);
 		size_t len = json_string_length(b64);
+		unsigned char *bytes;
 		long long n;
 
 		if (s == NULL)
 			return err_set(err, -EINVAL, "\"b64\" must be a string");
-		if (len / 4 * 3 < count * 4 || len / 4 * 3 > count * 4 + 2)
-			return err_set(err, -EINVAL,
-			               "\"b64\" holds about %zu bytes, shape needs %zu (float32)",
-			               len / 4 * 3, count * 4);
-		rc = tensor_new_uninit(&t, rank, dim, err);
-		if (rc < 0)
-			return rc;
-		if (count == 0 && len == 0) {
-			*out = t;
-			return 0;
-		}
-		{
-			unsigned char *tmp = malloc(len / 4 * 3 + 3);
-
-			n = tmp ? codec_base64_decode(s, len, tmp) : -ENOMEM;
-			if (n == (long long)(count * 4))
-				memcpy(t->data, tmp, count * 4);
-			free(tmp);
-		}
+		/* Decode straight into what becomes the tensor's storage. */
+		bytes = tensor_alloc_aligned(len / 4 * 3 + 3);
+		if (bytes == NULL)
+			return err_set(err, -ENOMEM, "out of memory");
+		n = codec_base64_decode(s, len, bytes);
 		if (n < 0 || n != (long long)(count * 4)) {
-			tensor_free(t);
-			if (n == -ENOMEM)
-				return err_set(err, -ENOMEM, "out of memory");
+			free(bytes);
 			if (n < 0)
 				return err_set(err, -EINVAL, "\"b64\" is not valid base64");
 			return err_set(err, -EINVAL, "\"b64\" holds %lld bytes, shape needs %zu", n,
 			               count * 4);
 		}
+		t = calloc(1, sizeof(*t));
+		if (t == NULL) {
+			free(bytes);
+			return err_set(err, -ENOMEM, "out of memory");
+		}
+		t->rank = rank;
+		for (i = 0; i < rank; i++)
+			t->dim[i] = dim[i];
+		t->count = count;
+		t->data = (float *)(void *)bytes;
 		*out = t;
 		return 0;
 	}

@@ -1,0 +1,112 @@
+"""Shared helpers for the integration tests: start the real daemon on a free
+loopback port, talk HTTP to it, and report results as "ok"/"not ok" lines
+with a closing "N passed, N failed" line."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILDDIR = os.environ.get("top_builddir", os.path.join(os.path.dirname(__file__), ".."))
+SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), ".."))
+ATROUSD = os.path.join(BUILDDIR, "src", "atrousd")
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+            print("ok - " + what)
+        else:
+            self.failed += 1
+            print("not ok - " + what)
+        sys.stdout.flush()
+        return cond
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return 1 if self.failed else 0
+
+
+class Daemon:
+    """The real atrousd, started on 127.0.0.1 port 0; the port is read back."""
+
+    def __init__(self, *args, env=None):
+        self.dir = tempfile.mkdtemp(prefix="atrousd-it.")
+        self.port_file = os.path.join(self.dir, "port")
+        self.log_path = os.path.join(self.dir, "log")
+        self.log = open(self.log_path, "w")
+        cmd = [ATROUSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file] + list(args)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 20
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("atrousd did not start: " + self.log_text())
+            time.sleep(0.02)
+        self.port = int(open(self.port_file).read())
+        while self.request("GET", "/v2/health/ready")[0] != 200:
+            if time.time() > deadline:
+                raise RuntimeError("atrousd not ready: " + self.log_text())
+            time.sleep(0.02)
+
+    def log_text(self):
+        self.log.flush()
+        return open(self.log_path).read()
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, dict(resp.getheaders()), data
+
+    def post_json(self, path, obj, **kw):
+        status, headers, data = self.request("POST", path, obj, **kw)
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = None
+        return status, headers, parsed
+
+    def raw(self, payload, timeout=5, shutdown=True):
+        """Send raw bytes; return everything the server sends back."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.sendall(payload)
+        if shutdown:
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+        s.close()
+        return out
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.close()
+        return rc
