@@ -7,12 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #include "api.h"
 #include "buf.h"
 #include "codec.h"
 #include "error.h"
 #include "graph.h"
+#include "kserve.h"
+#include "log.h"
 
 uint64_t api_now_ns(void)
 {
@@ -87,8 +91,8 @@ static int check_root_keys(json_t *root, char *err)
 }
 
 /* Decode the body into a graph, an input value and the reply encoding. */
-static int decode(struct api *a, enum api_endpoint ep, const char *body, size_t len,
-                  struct graph **g, struct tensor **value, enum codec_enc *enc, char *err)
+static int decode(struct api *a, enum endpoint ep, const char *body, size_t len, struct graph **g,
+                  struct tensor **value, enum codec_enc *enc, char *err)
 {
 	struct codec_doc *doc = NULL;
 	json_t *root, *v;
@@ -136,8 +140,8 @@ static long long us(uint64_t ns)
 	return (long long)(ns / 1000);
 }
 
-void api_compute(struct api *a, enum api_endpoint ep, const char *body, size_t len,
-                 const struct api_times *t, struct reply *r)
+static void native(struct api *a, enum endpoint ep, const char *body, size_t len,
+                   const struct api_times *t, struct reply *r)
 {
 	uint64_t t_begin = api_now_ns(), t_decoded, t_computed, t_encoded;
 	struct graph_stats st = { 0, 0 };
@@ -183,6 +187,7 @@ void api_compute(struct api *a, enum api_endpoint ep, const char *body, size_t l
 	r->status = 200;
 	r->content_type = "application/json";
 	r->body = buf_take(&b, &r->len);
+	r->flops = (uint64_t)st.useful_flops;
 	snprintf(r->server_timing, sizeof(r->server_timing),
 	         "decode;dur=%.3f, queue;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
 	         (double)(t_decoded - t_begin) / 1e6, (double)(t_begin - t->enqueue) / 1e6,
@@ -193,25 +198,275 @@ done:
 	graph_free(g);
 }
 
-void api_health(struct api *a, enum api_endpoint ep, struct reply *r)
+static void reply_buf(struct reply *r, int status, struct buf *b)
 {
-	int state = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
-	const char *text;
-
 	reply_clear(r);
-	if (ep == EP_LIVE) {
-		r->status = 200;
-		text = "{\"live\":true}\n";
-	} else if (state == API_READY) {
-		r->status = 200;
-		text = "{\"ready\":true}\n";
-	} else {
-		r->status = 503;
-		r->retry_after = (int)a->cfg->retry_after;
-		text = state == API_STARTING ? "{\"ready\":false,\"error\":\"starting\"}\n"
-		                             : "{\"ready\":false,\"error\":\"shutting down\"}\n";
+	if (buf_ok(b) < 0) {
+		buf_free(b);
+		reply_error(r, 503, "out of memory while encoding the reply");
+		return;
 	}
+	r->status = status;
+	r->content_type = "application/json";
+	r->body = buf_take(b, &r->len);
+}
+
+static void infer(struct api *a, const struct api_request *rq, struct reply *r)
+{
+	uint64_t t_begin = api_now_ns(), t_decoded, t_computed, t_encoded;
+	struct kserve_request req = { 0 };
+	struct graph_stats st = { 0, 0 };
+	struct tensor *out = NULL;
+	struct buf data = { 0 }, b = { 0 };
+	struct model *m;
+	char err[ERR_LEN], params[320];
+	int64_t odim[4];
+	size_t json_len;
+	int rc;
+
+	m = models_get(a->models, rq->route->model);
+	if (m == NULL) {
+		reply_error(r, 404, "unknown model \"%s\"", rq->route->model);
+		return;
+	}
+	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, (int64_t)a->cfg->max_elements,
+	                   &req, err);
+	if (rc == 0)
+		rc = graph_output_shape(model_graph(m), req.input->dim,
+		                        (int64_t)a->cfg->max_output_elements, odim, err);
+	t_decoded = api_now_ns();
+	if (rc == 0)
+		rc = graph_run(model_graph(m), req.input, a->runner, &out, &st, err);
+	t_computed = api_now_ns();
+	if (rc == 0)
+		rc = codec_check_finite(out, err);
+	if (rc < 0) {
+		if (req.has_id && strstr(err, "[request id:") == NULL)
+			err_prefix(err, "[request id: %.64s]", req.id);
+		reply_error(r, api_status_of(rc), "%s", err);
+		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
+		goto done;
+	}
+	kserve_encode_data(&data, &req, out);
+	t_encoded = api_now_ns();
+	snprintf(params, sizeof(params),
+	         "{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"
+	         "\"total_us\":%lld,\"flops\":%.0f}",
+	         us(t_decoded - t_begin), us(t_begin - rq->t.enqueue), us(t_computed - t_decoded),
+	         us(t_encoded - t_computed), us(t_encoded - rq->t.start), st.useful_flops);
+	kserve_encode(&b, &json_len, m, &req, out, params, &data);
+	reply_buf(r, 200, &b);
+	if (r->status == 200 && req.binary_output) {
+		r->content_type = "application/octet-stream";
+		snprintf(r->infer_header_len, sizeof(r->infer_header_len), "%zu", json_len);
+	}
+	r->flops = (uint64_t)st.useful_flops;
+	snprintf(r->server_timing, sizeof(r->server_timing),
+	         "decode;dur=%.3f, queue;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
+	         (double)(t_decoded - t_begin) / 1e6, (double)(t_begin - rq->t.enqueue) / 1e6,
+	         (double)(t_computed - t_decoded) / 1e6, (double)(t_encoded - t_computed) / 1e6);
+	model_record(m, r->status == 200, api_now_ns() - rq->t.start, t_begin - rq->t.enqueue,
+	             t_decoded - t_begin, t_computed - t_decoded, t_encoded - t_computed,
+	             (uint64_t)req.input->dim[0]);
+done:
+	buf_free(&data);
+	tensor_free(out);
+	kserve_request_clear(&req);
+	model_unref(m);
+}
+
+static void admin(struct api *a, const struct api_request *rq, struct reply *r)
+{
+	const char *name = rq->route->model;
+	struct buf b = { 0 };
+	char err[ERR_LEN];
+	size_t loaded, failed;
+	int rc, created = 0;
+
+	switch (rq->route->ep) {
+	case EP_MODEL_PUT:
+		rc = models_put(a->models, name, rq->body, rq->len, &created, err);
+		if (rc < 0) {
+			reply_error(r, api_status_of(rc), "%s", err);
+			return;
+		}
+		log_info("model %s %s by upload", name, created ? "created" : "replaced");
+		buf_puts(&b, "{\"name\":");
+		buf_json_string(&b, name);
+		buf_printf(&b, ",\"status\":\"%s\"}\n", created ? "created" : "replaced");
+		reply_buf(r, created ? 201 : 200, &b);
+		return;
+	case EP_MODEL_DELETE:
+		rc = models_delete(a->models, name, err);
+		if (rc < 0) {
+			reply_error(r, api_status_of(rc), "%s", err);
+			return;
+		}
+		log_info("model %s deleted", name);
+		buf_puts(&b, "{\"name\":");
+		buf_json_string(&b, name);
+		buf_puts(&b, ",\"status\":\"deleted\"}\n");
+		reply_buf(r, 200, &b);
+		return;
+	default:
+		rc = models_reload(a->models, &loaded, &failed);
+		if (rc < 0) {
+			reply_error(r, 500, "reload failed: %s", strerror(-rc));
+			return;
+		}
+		log_info("reload: %zu model(s) served, %zu failed to load", loaded, failed);
+		buf_printf(&b, "{\"loaded\":%zu,\"failed\":%zu}\n", loaded, failed);
+		reply_buf(r, 200, &b);
+		return;
+	}
+}
+
+void api_run(struct api *a, const struct api_request *rq, struct reply *r)
+{
+	switch (rq->route->ep) {
+	case EP_CONV:
+	case EP_ASPP:
+	case EP_SEQUENTIAL: native(a, rq->route->ep, rq->body, rq->len, &rq->t, r); return;
+	case EP_INFER: infer(a, rq, r); return;
+	case EP_MODEL_PUT:
+	case EP_MODEL_DELETE:
+	case EP_RELOAD: admin(a, rq, r); return;
+	default:
+		reply_error(r, 500, "endpoint %s does not run on a worker",
+		            route_label(rq->route->ep));
+	}
+}
+
+static void reply_text(struct reply *r, int status, const char *text)
+{
+	reply_clear(r);
+	r->status = status;
 	r->content_type = "application/json";
 	r->body = strdup(text);
 	r->len = r->body ? strlen(text) : 0;
+}
+
+struct stats_ctx {
+	struct buf *b;
+	int n;
+};
+
+static void stat_one(void *arg, struct model *m)
+{
+	struct stats_ctx *c = arg;
+
+	if (c->n++)
+		buf_puts(c->b, ",");
+	kserve_model_stat(c->b, m);
+}
+
+void api_quick(struct api *a, const struct route *rt, struct reply *r)
+{
+	int state = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
+	struct stats_ctx sc;
+	struct model *m = NULL;
+	struct buf b = { 0 };
+
+	switch (rt->ep) {
+	case EP_LIVE: reply_text(r, 200, "{\"live\":true}\n"); return;
+	case EP_READY:
+		if (state == API_READY) {
+			reply_text(r, 200, "{\"ready\":true}\n");
+			return;
+		}
+		reply_text(r, 503,
+		           state == API_STARTING
+		                   ? "{\"ready\":false,\"error\":\"starting\"}\n"
+		                   : "{\"ready\":false,\"error\":\"shutting down\"}\n");
+		r->retry_after = (int)a->cfg->retry_after;
+		return;
+	case EP_SERVER_META:
+		kserve_server_metadata(&b);
+		reply_buf(r, 200, &b);
+		return;
+	case EP_STATS_ALL:
+		buf_puts(&b, "{\"model_stats\":[");
+		sc.b = &b;
+		sc.n = 0;
+		models_foreach(a->models, stat_one, &sc);
+		buf_puts(&b, "]}\n");
+		reply_buf(r, 200, &b);
+		return;
+	default: break;
+	}
+	m = models_get(a->models, rt->model);
+	if (m == NULL) {
+		reply_error(r, 404, "unknown model \"%s\"", rt->model);
+		return;
+	}
+	if (rt->ep == EP_MODEL_META) {
+		kserve_model_metadata(&b, m);
+	} else if (rt->ep == EP_MODEL_READY) {
+		buf_puts(&b, "{\"name\":");
+		buf_json_string(&b, model_name(m));
+		buf_puts(&b, ",\"ready\":true}\n");
+	} else {
+		buf_puts(&b, "{\"model_stats\":[");
+		kserve_model_stat(&b, m);
+		buf_puts(&b, "]}\n");
+	}
+	model_unref(m);
+	reply_buf(r, 200, &b);
+}
+
+int api_load_token(struct api *a, char *err)
+{
+	char buf[512];
+	ssize_t n;
+	int fd;
+
+	a->admin_token = NULL;
+	if (a->cfg->admin_token_file[0] == '\0')
+		return 0;
+	fd = open(a->cfg->admin_token_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, -errno, "admin_token_file %s: %s", a->cfg->admin_token_file,
+		               strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return err_set(err, -EIO, "admin_token_file %s: cannot read",
+		               a->cfg->admin_token_file);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = '\0';
+	if (n < 16)
+		return err_set(err, -EINVAL,
+		               "admin_token_file %s: the token must have at least 16 characters",
+		               a->cfg->admin_token_file);
+	a->admin_token = strdup(buf);
+	memset(buf, 0, sizeof(buf));
+	return a->admin_token ? 0 : err_set(err, -ENOMEM, "out of memory");
+}
+
+/* Compare in time independent of where the strings differ. */
+static int same_secret(const char *given, size_t glen, const char *secret)
+{
+	size_t slen = strlen(secret), i;
+	unsigned char diff = (unsigned char)(glen != slen);
+
+	for (i = 0; i < slen; i++)
+		diff |= (unsigned char)(secret[i] ^ (i < glen ? given[i] : 0));
+	return diff == 0;
+}
+
+int api_authorize(struct api *a, const char *authorization, struct reply *r)
+{
+	if (a->admin_token == NULL) {
+		reply_error(r, 403, "the admin API is disabled: no admin_token_file is configured");
+		return -1;
+	}
+	if (authorization != NULL && strncmp(authorization, "Bearer ", 7) == 0 &&
+	    same_secret(authorization + 7, strlen(authorization + 7), a->admin_token))
+		return 0;
+	reply_error(r, 401, "%s",
+	            authorization ? "wrong admin token"
+	                          : "missing admin token (Authorization: Bearer ...)");
+	r->www_authenticate = "Bearer realm=\"atrousd\"";
+	return -1;
 }

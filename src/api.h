@@ -1,8 +1,9 @@
 /* api.h - the endpoints behind the HTTP layer: what each route computes and
  * replies, independent of libmicrohttpd.
  *
- * Compute endpoints run on a pool worker (api_compute); cheap ones (health)
- * run on the HTTP thread (api_health).  Both fill a struct reply.
+ * Work that reads a body (convolutions, infer, admin) runs on a pool worker
+ * through api_run; cheap endpoints (health, metadata, statistics) run on the
+ * HTTP thread through api_quick.  Both fill a struct reply.
  */
 #ifndef ATROUSD_API_H
 #define ATROUSD_API_H
@@ -11,9 +12,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "model.h"
 #include "par.h"
-
-enum api_endpoint { EP_CONV, EP_ASPP, EP_SEQUENTIAL, EP_LIVE, EP_READY };
+#include "route.h"
 
 enum api_state { API_STARTING, API_READY, API_DRAINING };
 
@@ -24,7 +25,10 @@ struct reply {
 	const char *content_type;
 	int retry_after; /* seconds; 0 for none */
 	const char *allow;
+	const char *www_authenticate;
 	char server_timing[160];
+	char infer_header_len[24]; /* Inference-Header-Content-Length, or "" */
+	uint64_t flops;            /* useful FLOPs of the computation */
 };
 
 /* Timestamps of one request, in CLOCK_MONOTONIC nanoseconds. */
@@ -33,21 +37,37 @@ struct api_times {
 	uint64_t enqueue; /* handed to the pool */
 };
 
+struct api_request {
+	const struct route *route;
+	const char *body;
+	size_t len;
+	long long header_len; /* Inference-Header-Content-Length, -1 when absent */
+	struct api_times t;
+};
+
 struct api {
 	const struct config *cfg;
 	const struct par_runner *runner;
-	int state; /* enum api_state, atomic */
+	struct models *models;
+	char *admin_token; /* NULL: admin API disabled */
+	int state;         /* enum api_state, atomic */
 };
 
 /* Monotonic clock in nanoseconds. */
 uint64_t api_now_ns(void);
 
-/* Run a compute endpoint on a worker: decode, compute, encode. */
-void api_compute(struct api *a, enum api_endpoint ep, const char *body, size_t len,
-                 const struct api_times *t, struct reply *r);
+/* Read the admin token from cfg->admin_token_file (if set) into a->admin_token. */
+int api_load_token(struct api *a, char *err);
 
-/* Answer a health endpoint. */
-void api_health(struct api *a, enum api_endpoint ep, struct reply *r);
+/* Run an endpoint that needs a worker: decode, compute, encode. */
+void api_run(struct api *a, const struct api_request *rq, struct reply *r);
+
+/* Answer a cheap endpoint on the calling thread. */
+void api_quick(struct api *a, const struct route *rt, struct reply *r);
+
+/* 0 when the Authorization header carries the admin token; else fills r
+ * (403 when no token is configured, 401 otherwise). */
+int api_authorize(struct api *a, const char *authorization, struct reply *r);
 
 /* Fill r with status and {"error": message}. */
 void reply_error(struct reply *r, int status, const char *fmt, ...)

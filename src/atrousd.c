@@ -19,6 +19,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "model.h"
 #include "pool.h"
 
 static int write_port_file(const char *path, int port, char *err)
@@ -41,8 +42,10 @@ static int write_port_file(const char *path, int port, char *err)
 
 static int serve(struct config *cfg)
 {
+	struct models *models = NULL;
 	struct pool *pool = NULL;
 	struct http *http = NULL;
+	size_t loaded, failed;
 	struct api api = { 0 };
 	char err[ERR_LEN], bound[160];
 	sigset_t sigs;
@@ -61,6 +64,19 @@ static int serve(struct config *cfg)
 
 	api.cfg = cfg;
 	api.state = API_STARTING;
+	rc = api_load_token(&api, err);
+	if (rc == 0)
+		rc = models_new(&models, cfg->models_dir, (int64_t)cfg->max_elements, err);
+	if (rc < 0)
+		goto fail;
+	api.models = models;
+	rc = models_reload(models, &loaded, &failed);
+	if (rc < 0) {
+		err_set(err, rc, "models_dir %s cannot be read", cfg->models_dir);
+		goto fail;
+	}
+	if (cfg->models_dir[0] != '\0')
+		log_info("models: %zu loaded, %zu failed", loaded, failed);
 	rc = pool_new(&pool, threads, cfg->max_queue, err);
 	if (rc == 0)
 		rc = http_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err);
@@ -80,7 +96,10 @@ static int serve(struct config *cfg)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: nothing to reload");
+			if (models_reload(models, &loaded, &failed) == 0)
+				log_info(
+				        "SIGHUP: reloaded, %zu model(s) served, %zu failed to load",
+				        loaded, failed);
 			continue;
 		}
 		break;
@@ -101,12 +120,16 @@ static int serve(struct config *cfg)
 		return 0;
 	}
 	pool_free(pool);
+	models_free(models);
+	free(api.admin_token);
 	log_info("stopped");
 	return 0;
 fail:
 	log_error("%s", err);
 	http_stop(http);
 	pool_free(pool);
+	models_free(models);
+	free(api.admin_token);
 	return 1;
 }
 

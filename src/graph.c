@@ -353,6 +353,47 @@ int64_t graph_out_channels(const struct graph *g)
 	return l->proj ? l->proj->filters->dim[3] : aspp_concat_channels(l);
 }
 
+static int need_channels(const struct clayer *c, int64_t have, const char *what, char *err)
+{
+	if (c->filters->dim[2] != have)
+		return err_set(err, -EINVAL, "%s: filters in_channels %lld != input channels %lld",
+		               what, (long long)c->filters->dim[2], (long long)have);
+	return 0;
+}
+
+int graph_check_channels(const struct graph *g, int64_t *out_c, char *err)
+{
+	int64_t c = graph_in_channels(g);
+	char what[64];
+	size_t i, k;
+	int rc = 0;
+
+	for (i = 0; i < g->n && rc == 0; i++) {
+		const struct layer *l = &g->layers[i];
+
+		if (l->type == LAYER_CONV) {
+			rc = need_channels(&l->conv, c, "filters", err);
+			c = l->conv.filters->dim[3];
+		} else {
+			for (k = 0; k < l->nbranches && rc == 0; k++) {
+				snprintf(what, sizeof(what), "branches[%zu]", k);
+				rc = need_channels(&l->branches[k], c, what, err);
+			}
+			if (rc == 0 && l->pool)
+				rc = need_channels(l->pool, c, "image_pooling", err);
+			c = aspp_concat_channels(l);
+			if (rc == 0 && l->proj) {
+				rc = need_channels(l->proj, c, "projection", err);
+				c = l->proj->filters->dim[3];
+			}
+		}
+		if (rc < 0)
+			err_prefix(err, "layers[%zu]", i);
+	}
+	*out_c = c;
+	return rc;
+}
+
 static int check_size(const int64_t d[4], int64_t max_elements, const char *what, char *err)
 {
 	size_t count;

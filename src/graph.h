@@ -51,6 +51,10 @@ int64_t graph_in_channels(const struct graph *g);
 /* Output channels the graph produces. */
 int64_t graph_out_channels(const struct graph *g);
 
+/* Check that each layer's input channels match the previous layer's output
+ * (independent of spatial size); *out_c gets the final channel count. */
+int graph_check_channels(const struct graph *g, int64_t *out_c, char *err);
+
 /* Validate a value shape [N,H,W,C] through every layer; odim gets the output
  * shape.  Any intermediate or final tensor above max_elements is -E2BIG. */
 int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max_elements,

@@ -21,29 +21,18 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "route.h"
 
 /* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
 #define HTTP_CONN_MEMORY (64 * 1024)
-
-struct route {
-	const char *path;
-	const char *method;
-	enum api_endpoint ep;
-	int compute;
-};
-
-static const struct route routes[] = {
-	{ "/v1/atrous_conv2d", "POST", EP_CONV, 1 },    { "/v1/aspp", "POST", EP_ASPP, 1 },
-	{ "/v1/sequential", "POST", EP_SEQUENTIAL, 1 }, { "/v2/health/live", "GET", EP_LIVE, 0 },
-	{ "/v2/health/ready", "GET", EP_READY, 0 },     { "/healthz", "GET", EP_LIVE, 0 },
-};
 
 enum phase { P_NEW, P_BODY, P_RUNNING, P_DONE };
 
 struct request {
 	struct http *h;
 	struct MHD_Connection *conn;
-	const struct route *route;
+	struct route route;
+	long long header_len; /* Inference-Header-Content-Length, -1 if absent */
 	enum phase phase;
 	int refs;      /* MHD's and the job's, under h->lock */
 	int abandoned; /* drain gave up waiting; under h->lock */
@@ -107,6 +96,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	rq->h = cls;
 	rq->conn = c;
 	rq->refs = 1;
+	rq->header_len = -1;
 	rq->t.start = api_now_ns();
 	return rq;
 }
@@ -157,6 +147,12 @@ static enum MHD_Result send_reply(struct request *rq)
 	}
 	if (r->allow != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->www_authenticate != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        r->www_authenticate);
+	if (r->infer_header_len[0])
+		MHD_add_response_header(resp, "Inference-Header-Content-Length",
+		                        r->infer_header_len);
 	if (draining(rq->h))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	rq->status = r->status;
@@ -182,25 +178,6 @@ static enum MHD_Result fail(struct request *rq, int status, const char *fmt, ...
 		rq->reply.retry_after = (int)rq->h->cfg->retry_after;
 	rq->discard = 1;
 	return send_reply(rq);
-}
-
-static const struct route *find_route(const char *url, const char *method, const char **allow)
-{
-	const struct route *match = NULL;
-	size_t i;
-
-	*allow = NULL;
-	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (strcmp(routes[i].path, url) != 0)
-			continue;
-		match = &routes[i];
-		if (strcmp(routes[i].method, method) == 0 ||
-		    (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0))
-			return match;
-	}
-	if (match != NULL)
-		*allow = strcmp(match->method, "GET") == 0 ? "GET, HEAD" : match->method;
-	return NULL;
 }
 
 /* Content types that cannot carry a JSON document. */
@@ -232,25 +209,55 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 {
 	struct http *h = rq->h;
 	struct MHD_Connection *c = rq->conn;
-	const char *allow, *te, *cl, *ct;
+	const char *te, *cl, *ct, *ce;
 	unsigned long long len = 0;
 	size_t budget;
+	int rc;
 
 	snprintf(rq->method, sizeof(rq->method), "%s", method);
 	snprintf(rq->path, sizeof(rq->path), "%s", url);
-	rq->route = find_route(url, method, &allow);
-	if (rq->route == NULL) {
-		if (allow != NULL) {
-			rq->reply.allow = allow;
+	rc = route_match(method, url, &rq->route);
+	if (rc == -EINVAL)
+		return fail(rq, 400, "%s", rq->route.bad);
+	if (rc < 0) {
+		if (rq->route.allow != NULL) {
+			rq->reply.allow = rq->route.allow;
 			return fail(rq, 405, "method %s not allowed on %s (allowed: %s)", method,
-			            url, allow);
+			            url, rq->route.allow);
 		}
+		if (rq->route.bad[0])
+			return fail(rq, 404, "%s", rq->route.bad);
 		return fail(rq, 404, "no such endpoint: %s %s", method, url);
 	}
-	if (!rq->route->compute) {
-		api_health(h->api, rq->route->ep, &rq->reply);
+	if (rq->route.admin &&
+	    api_authorize(
+	            h->api,
+	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+	            &rq->reply) < 0) {
 		rq->discard = 1;
 		return send_reply(rq);
+	}
+	if (!rq->route.compute) {
+		api_quick(h->api, &rq->route, &rq->reply);
+		rq->discard = 1;
+		return send_reply(rq);
+	}
+	if (rq->route.ep == EP_INFER) {
+		struct model *m = models_get(h->api->models, rq->route.model);
+		const char *ihl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		                                              "Inference-Header-Content-Length");
+
+		if (m == NULL)
+			return fail(rq, 404, "unknown model \"%s\"", rq->route.model);
+		model_unref(m);
+		rq->header_len = -1;
+		if (ihl != NULL) {
+			unsigned long long v;
+
+			if (parse_length(ihl, &v) < 0 || v > (unsigned long long)h->cfg->max_body)
+				return fail(rq, 400, "malformed Inference-Header-Content-Length");
+			rq->header_len = (long long)v;
+		}
 	}
 	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -265,6 +272,12 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	if (len > h->cfg->max_body)
 		return fail(rq, 413, "request body of %llu bytes exceeds max_body (%llu bytes)",
 		            len, (unsigned long long)h->cfg->max_body);
+	ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	if (ce != NULL && strcasecmp(ce, "identity") != 0)
+		return fail(
+		        rq, 415,
+		        "Content-Encoding \"%.32s\" is not supported; send the body uncompressed",
+		        ce);
 	if (content_type_refused(ct))
 		return fail(rq, 415,
 		            "Content-Type \"%.64s\" cannot carry JSON; send application/json", ct);
@@ -290,9 +303,12 @@ static void job_run(void *arg)
 	pthread_mutex_lock(&h->lock);
 	abandoned = rq->abandoned;
 	pthread_mutex_unlock(&h->lock);
-	if (!abandoned)
-		api_compute(h->api, rq->route->ep, rq->body.data ? rq->body.data : "", rq->body.len,
-		            &rq->t, &r);
+	if (!abandoned) {
+		struct api_request ar = { &rq->route, rq->body.data ? rq->body.data : "",
+			                  rq->body.len, rq->header_len, rq->t };
+
+		api_run(h->api, &ar, &r);
+	}
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
 		rq->reply = r;
