@@ -14,6 +14,8 @@
 
 #include "conv.h"
 #include "error.h"
+#include "graph.h"
+#include "model.h"
 #include "npy.h"
 
 #define EXIT_DATA  1
@@ -154,6 +156,61 @@ done:
 	return status;
 }
 
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "value", required_argument, NULL, 'v' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *mpath = NULL, *vpath = NULL, *opath = NULL, *name;
+	struct tensor *value = NULL, *out = NULL;
+	struct model *m = NULL;
+	char err[ERR_LEN], shape[160];
+	int64_t odim[4];
+	int c, status = EXIT_DATA;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mpath = optarg; break;
+		case 'v': vpath = optarg; break;
+		case 'o': opath = optarg; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: return usage_error("%s", "bad option for run");
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!mpath || !vpath || !opath)
+		return usage_error("%s", "run needs --model, --value and --output");
+	name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
+	if (*name == '\0')
+		return usage_error("--model '%s' must name a folder without a trailing '/'", mpath);
+	if (model_load_dir(mpath, name, 0, &m, err) < 0 || npy_load(vpath, &value, err) < 0)
+		goto fail;
+	if (value->rank != 4) {
+		err_set(err, -EINVAL, "%s: value must be rank 4 (NHWC), got shape %s", vpath,
+		        tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
+		goto fail;
+	}
+	if (graph_output_shape(model_graph(m), value->dim, 0, odim, err) < 0 ||
+	    graph_run(model_graph(m), value, NULL, &out, NULL, err) < 0 ||
+	    npy_save(opath, out, err) < 0)
+		goto fail;
+	status = 0;
+	goto done;
+fail:
+	fprintf(stderr, "atrous: %s\n", err);
+done:
+	tensor_free(out);
+	tensor_free(value);
+	model_unref(m);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -168,5 +225,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "conv2d") == 0)
 		return cmd_conv2d(argc - 1, argv + 1);
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", argv[1]);
 }

@@ -13,55 +13,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, Results  # noqa: E402
-from numpy_ref import reference  # noqa: E402
+from harness import Daemon, Results, close, dec, enc  # noqa: E402
+from numpy_ref import aspp_ref, reference  # noqa: E402
 
 R = Results()
 rng = np.random.default_rng(7)
-
-
-def enc(a, how):
-    a = np.asarray(a, dtype=np.float32)
-    if how == "nested":
-        return a.tolist()
-    if how == "flat":
-        return {"shape": list(a.shape), "data": a.ravel().tolist()}
-    return {"shape": list(a.shape), "b64": base64.b64encode(a.astype("<f4").tobytes()).decode()}
-
-
-def dec(obj):
-    if isinstance(obj, list):
-        return np.array(obj, dtype=np.float32)
-    if "b64" in obj:
-        return np.frombuffer(base64.b64decode(obj["b64"]), "<f4").reshape(obj["shape"])
-    return np.array(obj["data"], dtype=np.float32).reshape(obj["shape"])
-
-
-def close(got, ref, tol=1e-4):
-    ref = np.asarray(ref, dtype=np.float64)
-    if got.shape != ref.shape:
-        print("# shape %s != %s" % (got.shape, ref.shape))
-        return False
-    if ref.size == 0:
-        return True
-    err = np.abs(got - ref).max() / max(1.0, np.abs(ref).max())
-    if err > tol:
-        print("# relative error %.3g" % err)
-    return err <= tol
-
-
-def aspp_ref(x, branches, pool=None, proj=None):
-    parts = []
-    if pool is not None:
-        m = x.astype(np.float64).mean(axis=(1, 2), keepdims=True)
-        p = reference(m.astype(np.float32), pool["f"], 1, 1, "SAME", pool.get("b"), pool.get("relu", False))
-        parts.append(np.broadcast_to(p, x.shape[:3] + (p.shape[3],)))
-    for b in branches:
-        parts.append(reference(x, b["f"], b["rate"], b["rate"], "SAME", b.get("b"), b.get("relu", False)))
-    cat = np.concatenate(parts, axis=3)
-    if proj is not None:
-        cat = reference(cat.astype(np.float32), proj["f"], 1, 1, "SAME", proj.get("b"), proj.get("relu", False))
-    return cat
 
 
 def f32(*shape, scale=1.0):
@@ -213,6 +169,8 @@ def test_bad_input(d):
     expect(d, "unknown key", 400, with_(strides=2), contains='unknown key "strides"')
     expect(d, "bad output_encoding", 400, with_(output_encoding="xml"), contains="output_encoding")
     expect(d, "unknown route", 404, good, path="/v1/deconv")
+    expect(d, "admin API with no admin_token_file", 403, "{}", path="/v1/models/x", method="PUT",
+           contains="disabled")
     hdr = expect(d, "wrong method", 405, None, method="GET")
     R.check(hdr.get("Allow") == "POST", "405 carries Allow: POST")
     expect(d, "tensor over max_elements", 413, with_(value={"shape": [1, 100, 100, 1], "data": [0] * 10000}),

@@ -1,6 +1,7 @@
 """Shared helpers for the integration tests: start the real daemon on a free
 loopback port, talk HTTP to it, and report results as "ok"/"not ok" lines
 with a closing "N passed, N failed" line."""
+import base64
 import http.client
 import json
 import os
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 BUILDDIR = os.environ.get("top_builddir", os.path.join(os.path.dirname(__file__), ".."))
 SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), ".."))
@@ -110,3 +113,34 @@ class Daemon:
             rc = self.proc.wait()
         self.log.close()
         return rc
+
+
+def enc(a, how):
+    a = np.asarray(a, dtype=np.float32)
+    if how == "nested":
+        return a.tolist()
+    if how == "flat":
+        return {"shape": list(a.shape), "data": a.ravel().tolist()}
+    return {"shape": list(a.shape), "b64": base64.b64encode(a.astype("<f4").tobytes()).decode()}
+
+
+def dec(obj):
+    if isinstance(obj, list):
+        return np.array(obj, dtype=np.float32)
+    if "b64" in obj:
+        return np.frombuffer(base64.b64decode(obj["b64"]), "<f4").reshape(obj["shape"])
+    return np.array(obj["data"], dtype=np.float32).reshape(obj["shape"])
+
+
+def close(got, ref, tol=1e-4, quiet=False):
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        if not quiet:
+            print("# shape %s != %s" % (got.shape, ref.shape))
+        return False
+    if ref.size == 0:
+        return True
+    err = np.abs(got - ref).max() / max(1.0, np.abs(ref).max())
+    if err > tol and not quiet:
+        print("# relative error %.3g" % err)
+    return err <= tol

@@ -44,6 +44,20 @@ def reference(x, f, rh, rw, padding, bias=None, relu=False):
     return out
 
 
+def aspp_ref(x, branches, pool=None, proj=None):
+    parts = []
+    if pool is not None:
+        m = x.astype(np.float64).mean(axis=(1, 2), keepdims=True)
+        p = reference(m.astype(np.float32), pool["f"], 1, 1, "SAME", pool.get("b"), pool.get("relu", False))
+        parts.append(np.broadcast_to(p, x.shape[:3] + (p.shape[3],)))
+    for b in branches:
+        parts.append(reference(x, b["f"], b["rate"], b["rate"], "SAME", b.get("b"), b.get("relu", False)))
+    cat = np.concatenate(parts, axis=3)
+    if proj is not None:
+        cat = reference(cat.astype(np.float32), proj["f"], 1, 1, "SAME", proj.get("b"), proj.get("relu", False))
+    return cat
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(20261128)
