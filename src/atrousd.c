@@ -114,11 +114,11 @@ static int serve(struct config *cfg)
 			log_warn("drain timeout: %zu request(s) answered 503", left);
 	}
 	http_stop(http);
-	if (pool_running(pool) > 0) {
-		/* A computation outlived the deadline: exit without joining it. */
-		log_warn("exiting with a computation still running");
-		return 0;
-	}
+	/* A computation that outlived the deadline (its client already has a
+	 * 503) is allowed to finish: workers are joined, nothing is torn down
+	 * under them. */
+	if (pool_running(pool) > 0)
+		log_warn("waiting for a computation that outlived drain_timeout");
 	pool_free(pool);
 	models_free(models);
 	free(api.admin_token);

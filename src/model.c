@@ -364,6 +364,8 @@ static struct model *find(struct model **set, size_t n, const char *name)
 {
 	struct model key, *kp = &key, **hit;
 
+	if (n == 0)
+		return NULL;
 	snprintf(key.name, sizeof(key.name), "%s", name);
 	hit = bsearch(&kp, set, n, sizeof(*set), by_name);
 	return hit ? *hit : NULL;

@@ -57,7 +57,8 @@ static int getter(void *ctx, json_t *v, const char *field, struct tensor **out, 
 			struct tensor *t;
 
 			ck_assert_int_eq(tensor_new(&t, table[i].t->rank, table[i].t->dim, err), 0);
-			memcpy(t->data, table[i].t->data, t->count * sizeof(float));
+			if (t->count > 0)
+				memcpy(t->data, table[i].t->data, t->count * sizeof(float));
 			*out = t;
 			return 0;
 		}

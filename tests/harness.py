@@ -5,6 +5,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,7 +113,15 @@ class Daemon:
             self.proc.kill()
             rc = self.proc.wait()
         self.log.close()
+        if rc == 0 and "Sanitizer" not in self.log_text_closed():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print("# daemon exit status %s; log kept in %s" % (rc, self.log_path))
         return rc
+
+    def log_text_closed(self):
+        with open(self.log_path) as f:
+            return f.read()
 
 
 def enc(a, how):

@@ -376,6 +376,7 @@ def test_crash_safety(token):
         t.join()
         d.proc.wait()
         d.log.close()
+        shutil.rmtree(d.dir, ignore_errors=True)
         d = Daemon("--models", root, "--admin-token-file", token)
         st, hdr, data = infer(d, "m", *infer_body(x, name="x", outputs=[{"name": "y"}]))
         got = parse_infer(hdr, data)[1]["y"] if st == 200 else None
