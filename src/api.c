@@ -169,7 +169,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 		goto done;
 	}
 	buf_puts(&b, "{\"output\":");
-	codec_put_tensor(&b, out, enc);
+	codec_put_tensor(&b, out, enc, a->runner);
 	t_encoded = api_now_ns();
 	compute_s = (double)(t_computed - t_decoded) / 1e9;
 	buf_printf(&b,
@@ -247,7 +247,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
 	}
-	kserve_encode_data(&data, &req, out);
+	kserve_encode_data(&data, &req, out, a->runner);
 	t_encoded = api_now_ns();
 	snprintf(params, sizeof(params),
 	         "{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"

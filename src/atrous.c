@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "conv.h"
 #include "error.h"
 #include "graph.h"
@@ -211,6 +212,50 @@ done:
 	return status;
 }
 
+static int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "threads", required_argument, NULL, 't' },
+		{ "repeats", required_argument, NULL, 'r' },
+		{ "case", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "jansson", required_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bench_options o = { 0, 10, NULL, 0 };
+	const char *jansson = NULL;
+	char err[ERR_LEN];
+	int64_t v;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+		case 'r':
+			if (parse_int64(optarg, &v) < 0 || v < 1 || v > 1000)
+				return usage_error("--%s '%s' is not an integer from 1 to 1000",
+				                   c == 't' ? "threads" : "repeats", optarg);
+			*(c == 't' ? &o.threads : &o.repeats) = (int)v;
+			break;
+		case 'c': o.only = optarg; break;
+		case 'j': o.json = 1; break;
+		case 'J': jansson = optarg; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: return usage_error("%s", "bad option for bench");
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (jansson != NULL ? bench_jansson(jansson, o.repeats, stdout, err) < 0
+	                    : bench_run(&o, stdout, err) < 0) {
+		fprintf(stderr, "atrous: %s\n", err);
+		return EXIT_DATA;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -227,5 +272,7 @@ int main(int argc, char **argv)
 		return cmd_conv2d(argc - 1, argv + 1);
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "bench") == 0)
+		return cmd_bench(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", argv[1]);
 }

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "error.h"
 #include "ftext.h"
+#include "par.h"
 
 #define NOT_NUMERIC     1 /* not an array of numbers: leave it to jansson */
 #define PLACEHOLDER_KEY "$tensor"
@@ -591,24 +592,141 @@ int codec_check_finite(const struct tensor *t, char *err)
 	return 0;
 }
 
-void codec_put_numbers(struct buf *b, const float *v, size_t n)
-{
-	char *dst;
-	size_t i;
+/* Elements per encoding task when a runner spreads a large array. */
+#define ENCODE_CHUNK 65536
 
-	if (n > (SIZE_MAX - 2) / (FTEXT_MAX + 1) ||
-	    (dst = buf_reserve(b, n * (FTEXT_MAX + 1) + 2)) == NULL) {
+/* Write elements [i0, i1) of an array of the given dims (row-major) as JSON
+ * text: nested brackets when nested, else one flat list.  Opening brackets
+ * before i0 and closing ones after i1 - 1 are included when i0 == 0 and
+ * i1 == count.  Returns the bytes written; dst has room for the bound. */
+static size_t write_range(char *dst, const float *v, int rank, const int64_t *dim, size_t i0,
+                          size_t i1, size_t count, int nested)
+{
+	int64_t idx[TENSOR_MAX_RANK];
+	char *p = dst;
+	size_t i, rest = i0;
+	int k, levels = nested ? rank : 1;
+
+	if (!nested) {
+		rank = 1;
+		dim = (const int64_t *)&count;
+	}
+	for (k = rank - 1; k >= 0; k--) {
+		idx[k] = dim[k] ? (int64_t)(rest % (size_t)dim[k]) : 0;
+		rest = dim[k] ? rest / (size_t)dim[k] : 0;
+	}
+	if (i0 == 0)
+		for (k = 0; k < levels; k++)
+			*p++ = '[';
+	for (i = i0; i < i1; i++) {
+		if (i > 0) {
+			/* Close and reopen one bracket per axis that wrapped. */
+			int wrapped = 0;
+
+			for (k = rank - 1; k > 0 && idx[k] == 0; k--)
+				wrapped++;
+			for (k = 0; k < wrapped; k++)
+				*p++ = ']';
+			*p++ = ',';
+			for (k = 0; k < wrapped; k++)
+				*p++ = '[';
+		}
+		p += ftext_format(v[i], p);
+		for (k = rank - 1; k >= 0; k--) {
+			if (++idx[k] < dim[k])
+				break;
+			idx[k] = 0;
+		}
+	}
+	if (i1 == count)
+		for (k = 0; k < levels; k++)
+			*p++ = ']';
+	return (size_t)(p - dst);
+}
+
+struct encode_job {
+	const float *v;
+	int rank;
+	const int64_t *dim;
+	size_t count, per;
+	int nested;
+	char **parts;
+	size_t *lens;
+};
+
+static void encode_task(void *arg, size_t t, void *scratch)
+{
+	struct encode_job *j = arg;
+	size_t i0 = t * j->per, i1 = i0 + j->per < j->count ? i0 + j->per : j->count;
+
+	(void)scratch;
+	j->parts[t] =
+	        malloc((i1 - i0) * (FTEXT_MAX + 1 + 2 * TENSOR_MAX_RANK) + 2 * TENSOR_MAX_RANK);
+	j->lens[t] = j->parts[t] ? write_range(j->parts[t], j->v, j->rank, j->dim, i0, i1, j->count,
+	                                       j->nested)
+	                         : 0;
+}
+
+static void put_values(struct buf *b, const float *v, int rank, const int64_t *dim, size_t count,
+                       int nested, const struct par_runner *runner)
+{
+	size_t per_elem = FTEXT_MAX + 1 + 2 * TENSOR_MAX_RANK, ntasks, t;
+	struct encode_job j;
+	char *dst;
+
+	if (count > (SIZE_MAX - 64) / per_elem) {
 		b->broken = 1;
 		return;
 	}
-	*dst++ = '[';
-	for (i = 0; i < n; i++) {
-		if (i)
-			*dst++ = ',';
-		dst += ftext_format(v[i], dst);
+	if (count == 0 && nested && rank > 0) {
+		/* An empty tensor: nest down to the first zero dimension. */
+		int k, open = 0;
+
+		for (k = 0; k < rank && dim[k] != 0; k++)
+			open++;
+		for (k = 0; k <= open; k++)
+			buf_puts(b, "[");
+		for (k = 0; k <= open; k++)
+			buf_puts(b, "]");
+		return;
 	}
-	*dst++ = ']';
-	b->len = (size_t)(dst - b->data);
+	if (runner == NULL || count < 2 * ENCODE_CHUNK) {
+		dst = buf_reserve(b, count * per_elem + 4 * TENSOR_MAX_RANK + 2);
+		if (dst == NULL)
+			return;
+		if (count == 0) {
+			memcpy(dst, "[]", 2);
+			b->len += 2;
+			return;
+		}
+		b->len += write_range(dst, v, rank, dim, 0, count, count, nested);
+		return;
+	}
+	ntasks = (count + ENCODE_CHUNK - 1) / ENCODE_CHUNK;
+	j = (struct encode_job){ v,
+		                 rank,
+		                 dim,
+		                 count,
+		                 ENCODE_CHUNK,
+		                 nested,
+		                 calloc(ntasks, sizeof(char *)),
+		                 calloc(ntasks, sizeof(size_t)) };
+	if (j.parts == NULL || j.lens == NULL || par_run(runner, ntasks, 64, encode_task, &j) < 0)
+		b->broken = 1;
+	for (t = 0; j.parts && t < ntasks; t++) {
+		if (j.parts[t] == NULL)
+			b->broken = 1;
+		else
+			buf_add(b, j.parts[t], j.lens[t]);
+		free(j.parts[t]);
+	}
+	free(j.parts);
+	free(j.lens);
+}
+
+void codec_put_numbers(struct buf *b, const float *v, size_t n, const struct par_runner *runner)
+{
+	put_values(b, v, 1, NULL, n, 0, runner);
 }
 
 static void put_shape(struct buf *b, const struct tensor *t)
@@ -621,38 +739,19 @@ static void put_shape(struct buf *b, const struct tensor *t)
 	buf_puts(b, "]");
 }
 
-static void put_nested(struct buf *b, const struct tensor *t, int level, size_t *pos)
+void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc,
+                      const struct par_runner *runner)
 {
-	int64_t i;
-
-	if (level == t->rank - 1 || t->rank == 0) {
-		size_t n = t->rank ? (size_t)t->dim[level] : 1;
-
+	switch (enc) {
+	case CODEC_NESTED:
 		if (t->rank == 0) {
 			char tmp[FTEXT_MAX];
 
 			buf_add(b, tmp, ftext_format(t->data[0], tmp));
-			return;
+			break;
 		}
-		codec_put_numbers(b, t->data + *pos, n);
-		*pos += n;
-		return;
-	}
-	buf_puts(b, "[");
-	for (i = 0; i < t->dim[level]; i++) {
-		if (i)
-			buf_puts(b, ",");
-		put_nested(b, t, level + 1, pos);
-	}
-	buf_puts(b, "]");
-}
-
-void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc)
-{
-	size_t pos = 0;
-
-	switch (enc) {
-	case CODEC_NESTED: put_nested(b, t, 0, &pos); break;
+		put_values(b, t->data, t->rank, t->dim, t->count, 1, runner);
+		break;
 	case CODEC_B64:
 		buf_puts(b, "{\"shape\":");
 		put_shape(b, t);
@@ -665,7 +764,7 @@ void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc)
 		buf_puts(b, "{\"shape\":");
 		put_shape(b, t);
 		buf_puts(b, ",\"data\":");
-		codec_put_numbers(b, t->data, t->count);
+		put_values(b, t->data, 1, NULL, t->count, 0, runner);
 		buf_puts(b, "}");
 		break;
 	}

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "par.h"
 #include "tensor.h"
 
 /* Arrays with at least this many numbers take the fast path. */
@@ -51,11 +52,13 @@ int codec_parse_encoding(const char *s, enum codec_enc *out, char *err);
 /* -EDOM with a message if t holds a NaN or infinity, else 0. */
 int codec_check_finite(const struct tensor *t, char *err);
 
-/* Append t as a JSON value in the given encoding (t must be finite). */
-void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc);
+/* Append t as a JSON value in the given encoding (t must be finite); large
+ * tensors are formatted in parallel through runner (NULL: serially). */
+void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc,
+                      const struct par_runner *runner);
 
-/* Append the flat numbers of t as a JSON array. */
-void codec_put_numbers(struct buf *b, const float *v, size_t n);
+/* Append n floats as a flat JSON array. */
+void codec_put_numbers(struct buf *b, const float *v, size_t n, const struct par_runner *runner);
 
 /* Base64 (RFC 4648, padded) of n bytes, appended to b. */
 void codec_put_base64(struct buf *b, const void *data, size_t n);

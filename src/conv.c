@@ -366,68 +366,106 @@ static void run_task(void *arg, size_t ti, void *scratch)
 	conv_plan_run_task(rc->p, ti, rc->in, rc->out, scratch);
 }
 
+/* The region's output rows are whole rows of the output, so its pixels are
+ * contiguous and a GEMM can write them in place (ldc = pixel stride). */
+static int full_width(const struct conv_plan *p, const struct seg *sc)
+{
+	return sc->start == 0 && sc->len == p->ow;
+}
+
+/* im2col over the valid taps: row q holds (ti, tj, c) for one pixel. */
+static void im2col(const struct conv_plan *p, const struct task *t, const struct seg *sr,
+                   const struct seg *sc, const float *in, float *a, int64_t k)
+{
+	int64_t q, ti, tj, m = t->p1 - t->p0;
+
+	for (q = 0; q < m; q++) {
+		int64_t y = sr->start + (t->p0 + q) / sc->len,
+		        x = sc->start + (t->p0 + q) % sc->len;
+		float *row = a + q * k;
+
+		for (ti = sr->tlo; ti <= sr->thi; ti++) {
+			const float *src =
+			        in + ((t->n * p->h + y - p->pt + ti * p->rh) * p->w) * p->c;
+
+			for (tj = sc->tlo; tj <= sc->thi; tj++) {
+				memcpy(row, src + (x - p->pl + tj * p->rw) * p->c,
+				       (size_t)p->c * sizeof(float));
+				row += p->c;
+			}
+		}
+	}
+}
+
+/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Plain
+ * loops the compiler vectorises; ReLU keeps NaN (x < 0 is false for NaN) so
+ * that an overflowed result is still reported. */
+static void finish_pixel(const struct conv_plan *p, float *dst, const float *src)
+{
+	int64_t o;
+
+	if (p->bias != NULL)
+		for (o = 0; o < p->o; o++)
+			dst[o] = src[o] + p->bias[o];
+	else if (dst != src)
+		memcpy(dst, src, (size_t)p->o * sizeof(float));
+	if (p->act == CONV_ACT_RELU)
+		for (o = 0; o < p->o; o++)
+			dst[o] = dst[o] < 0.0f ? 0.0f : dst[o];
+}
+
 void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
                         void *scratch)
 {
 	const struct task *t = &p->tasks[ti];
 	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
 	int64_t ni = taps(sr), nj = taps(sc), k = ni * nj * p->c, m = t->p1 - t->p0;
-	float *a = scratch, *acc = a + m * k;
-	int64_t i, q, ti_, tj, o;
+	int64_t y0 = sr->start + t->p0 / sc->len, x0 = sc->start + t->p0 % sc->len;
+	int direct_out = full_width(p, sc);
+	const float *a = scratch;
+	float *c, *first = out + ((t->n * p->oh + y0) * p->ow + x0) * p->out_stride + p->out_off;
+	int64_t i, q, r, lda = k, ldc;
 
 	if (k == 0) {
 		for (i = t->p0; i < t->p1; i++) {
 			int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
 			float *dst =
 			        out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
+			int64_t o;
 
 			for (o = 0; o < p->o; o++)
 				dst[o] = activate(p->act, p->bias ? p->bias[o] : 0.0f);
 		}
 		return;
 	}
-	/* im2col over the valid taps: row q holds (ti, tj, c) for one pixel. */
-	for (q = 0; q < m; q++) {
-		int64_t y = sr->start + (t->p0 + q) / sc->len,
-		        x = sc->start + (t->p0 + q) % sc->len;
-		float *row = a + q * k;
-
-		for (ti_ = sr->tlo; ti_ <= sr->thi; ti_++) {
-			int64_t iy = y - p->pt + ti_ * p->rh;
-			const float *src = in + ((t->n * p->h + iy) * p->w) * p->c;
-
-			for (tj = sc->tlo; tj <= sc->thi; tj++) {
-				int64_t ix = x - p->pl + tj * p->rw;
-
-				memcpy(row, src + ix * p->c, (size_t)p->c * sizeof(float));
-				row += p->c;
-			}
-		}
+	if (ni == 1 && nj == 1 && direct_out && p->w == p->ow) {
+		/* One tap over whole rows of a same-width map: the input rows are
+		 * the GEMM's A as they are, no copy. */
+		a = in + ((t->n * p->h + y0 - p->pt + sr->tlo * p->rh) * p->w + x0) * p->c;
+		lda = p->c;
+	} else {
+		im2col(p, t, sr, sc, in, scratch, k);
 	}
+	c = direct_out ? first : (float *)scratch + m * k;
+	ldc = direct_out ? p->out_stride : p->o;
 	if (nj == p->kw) {
 		/* Whole filter rows: the taps' weights are one contiguous block. */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o, (int)k,
-		            1.0f, a, (int)k, p->filters + sr->tlo * p->kw * p->c * p->o, (int)p->o,
-		            0.0f, acc, (int)p->o);
+		            1.0f, a, (int)lda, p->filters + sr->tlo * p->kw * p->c * p->o,
+		            (int)p->o, 0.0f, c, (int)ldc);
 	} else {
-		for (ti_ = sr->tlo; ti_ <= sr->thi; ti_++)
+		for (r = sr->tlo; r <= sr->thi; r++)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o,
-			            (int)(nj * p->c), 1.0f, a + (ti_ - sr->tlo) * nj * p->c, (int)k,
-			            p->filters + (ti_ * p->kw + sc->tlo) * p->c * p->o, (int)p->o,
-			            ti_ == sr->tlo ? 0.0f : 1.0f, acc, (int)p->o);
+			            (int)(nj * p->c), 1.0f, a + (r - sr->tlo) * nj * p->c, (int)lda,
+			            p->filters + (r * p->kw + sc->tlo) * p->c * p->o, (int)p->o,
+			            r == sr->tlo ? 0.0f : 1.0f, c, (int)ldc);
 	}
 	for (q = 0; q < m; q++) {
 		int64_t y = sr->start + (t->p0 + q) / sc->len,
 		        x = sc->start + (t->p0 + q) % sc->len;
 		float *dst = out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
-		const float *src = acc + q * p->o;
 
-		if (p->bias != NULL)
-			for (o = 0; o < p->o; o++)
-				dst[o] = activate(p->act, src[o] + p->bias[o]);
-		else
-			for (o = 0; o < p->o; o++)
-				dst[o] = activate(p->act, src[o]);
+		finish_pixel(p, dst, direct_out ? dst : c + q * p->o);
 	}
 }
 

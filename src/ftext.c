@@ -31,27 +31,24 @@ static double pow10_of(int k)
 	return pow10_tab[k - POW10_MIN];
 }
 
-/* Exactly representable powers for the fast path. */
-static const double exact10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-	                          1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-	                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
-
 static int is_digit(char c)
 {
 	return c >= '0' && c <= '9';
 }
 
-/* A double d, rounded from the true value x, rounds to the same float as x
- * unless d sits exactly on a float rounding midpoint or in the subnormal
- * range; those rare cases go to strtof. */
+/* A double d within a few ulps of the true value x rounds to the same float
+ * as x unless d is within that distance of a float rounding midpoint (the
+ * low 29 mantissa bits near 2^28) or in the subnormal range; those rare
+ * cases go to strtof. */
 static int float_safe(double d)
 {
-	uint64_t bits;
+	uint64_t bits, low;
 
 	if (d < (double)FLT_MIN)
 		return 0;
 	memcpy(&bits, &d, sizeof(bits));
-	return (bits & ((UINT64_C(1) << 29) - 1)) != (UINT64_C(1) << 28);
+	low = bits & ((UINT64_C(1) << 29) - 1);
+	return low > (UINT64_C(1) << 28) + 8 || low < (UINT64_C(1) << 28) - 8;
 }
 
 static int slow_parse(const char *start, size_t len, float *out)
@@ -75,7 +72,7 @@ int ftext_parse(const char *p, const char *end, float *out, const char **next)
 {
 	const char *start = p;
 	uint64_t m = 0;
-	int neg = 0, nd = 0, exp10 = 0, exact = 1, rc;
+	int neg = 0, nd = 0, exp10 = 0, rc;
 
 	if (p < end && *p == '-') {
 		neg = 1;
@@ -91,8 +88,7 @@ int ftext_parse(const char *p, const char *end, float *out, const char **next)
 				m = m * 10 + (uint64_t)(*p - '0');
 				nd++;
 			} else {
-				exp10++;
-				exact = 0;
+				exp10++; /* digits past the 19th only scale */
 			}
 		}
 	}
@@ -107,8 +103,6 @@ int ftext_parse(const char *p, const char *end, float *out, const char **next)
 				m = m * 10 + (uint64_t)(*p - '0');
 				nd++;
 				exp10--;
-			} else {
-				exact = 0;
 			}
 		}
 	}
@@ -130,15 +124,14 @@ int ftext_parse(const char *p, const char *end, float *out, const char **next)
 		*out = neg ? -0.0f : 0.0f;
 		return 0;
 	}
-	if (exact && m <= (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
-		double d = exp10 < 0 ? (double)m / exact10[-exp10] : (double)m * exact10[exp10];
+	/* m (19 digits at most, so within 0.5 ulp as a double) times a power of
+	 * ten correctly rounded: the result is within 2 ulps of the truth. */
+	if (exp10 >= -60 && exp10 <= 38) {
+		double d = exp10 < 0 ? (double)m / pow10_of(-exp10) : (double)m * pow10_of(exp10);
 
 		if (float_safe(d)) {
-			if (d > (double)FLT_MAX) {
-				/* Rounds to infinity unless within half an ulp of FLT_MAX. */
-				if ((float)d > FLT_MAX)
-					return -ERANGE;
-			}
+			if (d > (double)FLT_MAX && (float)d > FLT_MAX)
+				return -ERANGE; /* rounds to infinity */
 			*out = neg ? -(float)d : (float)d;
 			return 0;
 		}
@@ -194,34 +187,83 @@ static size_t render(int neg, uint64_t d, int n, int e, char *out)
 		memcpy(out + len, dig + 1, (size_t)(n - 1));
 		len += (size_t)(n - 1);
 	}
-	len += (size_t)sprintf(out + len, "e%d", e);
+	out[len++] = 'e';
+	if (e < 0) {
+		out[len++] = '-';
+		e = -e;
+	}
+	if (e >= 10)
+		out[len++] = (char)('0' + e / 10);
+	out[len++] = (char)('0' + e % 10);
 	return len;
 }
 
-static int round_trips(const char *s, size_t len, float f)
+/* Does the decimal d x 10^k read back as f?  Decided in double arithmetic
+ * against f's rounding interval; the rare candidate within a few ulps of an
+ * interval edge (where ties-to-even decides) is settled by parsing it. */
+static int reads_back(uint64_t d, int k, double lo, double hi, float f, int neg, int n, int e)
 {
+	double v = k >= 0 ? (double)d * pow10_of(k) : (double)d / pow10_of(-k);
+	double margin = v * 8e-16;
+	char text[FTEXT_MAX + 8];
 	const char *next;
+	size_t len;
 	float g;
 
-	return ftext_parse(s, s + len, &g, &next) == 0 && next == s + len &&
-	       memcmp(&g, &f, sizeof(f)) == 0;
+	if (v > lo + margin && v < hi - margin)
+		return 1;
+	if (v < lo - margin || v > hi + margin)
+		return 0;
+	len = render(neg, d, n, e, text);
+	return ftext_parse(text, text + len, &g, &next) == 0 && fabsf(g) == fabsf(f);
+}
+
+/* v / 10^k rounded half up, with constant divisors the compiler turns into
+ * multiplications. */
+static uint32_t div_round(uint32_t v, int k)
+{
+	switch (k) {
+	case 0: return v;
+	case 1: return (v + 5) / 10;
+	case 2: return (v + 50) / 100;
+	case 3: return (v + 500) / 1000;
+	case 4: return (v + 5000) / 10000;
+	case 5: return (v + 50000) / 100000;
+	case 6: return (v + 500000) / 1000000;
+	case 7: return (v + 5000000) / 10000000;
+	default: return (v + 50000000) / 100000000;
+	}
 }
 
 size_t ftext_format(float f, char *out)
 {
 	static const uint64_t p10[] = { 1,      10,      100,      1000,      10000,
 		                        100000, 1000000, 10000000, 100000000, 1000000000 };
-	double a = fabs((double)f);
-	int neg = signbit(f) != 0, e2, e10, n, d, tries;
-	uint64_t m9, best;
-	size_t len;
+	uint32_t bits, abits;
+	float af, below, above;
+	double a, lo, hi;
+	int neg, e2, e10, n, d, tries, bn = 0, be = 0;
+	uint64_t m9 = 0, best = 0;
 
-	if (f == 0.0f) {
+	memcpy(&bits, &f, sizeof(bits));
+	neg = (int)(bits >> 31);
+	abits = bits & 0x7fffffffu;
+	if (abits == 0) {
 		memcpy(out, neg ? "-0" : "0", (size_t)(neg ? 2 : 1));
 		return (size_t)(neg ? 2 : 1);
 	}
-	frexp(a, &e2);
-	e10 = (int)floor((e2 - 1) * 0.30102999566398120);
+	/* Neighbours by bit pattern: adjacent finite floats differ by one. */
+	memcpy(&af, &abits, sizeof(af));
+	abits--;
+	memcpy(&below, &abits, sizeof(below));
+	abits += 2;
+	memcpy(&above, &abits, sizeof(above));
+	a = (double)af;
+	lo = a - (a - (double)below) / 2;
+	hi = isinf(above) ? a + (a - (double)below) / 2 : a + ((double)above - a) / 2;
+	/* Estimate floor(log10(a)) from the binary exponent, then correct it. */
+	e2 = (int)((abits - 1) >> 23) - 127;
+	e10 = (e2 * 78913) >> 18;
 	for (tries = 0; tries < 4; tries++) {
 		m9 = (uint64_t)(a * pow10_of(8 - e10) + 0.5);
 		if (m9 >= p10[9])
@@ -231,36 +273,28 @@ size_t ftext_format(float f, char *out)
 		else
 			break;
 	}
-	best = m9;
-	n = 9;
-	while (n > 1 && best % 10 == 0) {
-		best /= 10;
-		n--;
-	}
-	len = render(neg, best, n, e10, out);
-	if (!round_trips(out, len, f))
-		return (size_t)snprintf(out, FTEXT_MAX + 1, "%.9g", (double)f);
-	/* Try shorter digit strings while they still round-trip. */
-	for (d = n - 1; d >= 1; d--) {
-		char cand[FTEXT_MAX + 8];
-		uint64_t md = (m9 + p10[9 - d] / 2) / p10[9 - d];
-		int ce = e10, cn = d;
-		size_t clen;
+	/* From 9 significant digits down, keep the shortest that reads back. */
+	for (d = 9; d >= 1; d--) {
+		uint32_t md = div_round((uint32_t)m9, 9 - d);
+		int ce = e10;
 
-		if (md >= p10[d]) {
+		if (md >= (uint32_t)p10[d]) {
 			md /= 10;
 			ce++;
 		}
-		while (cn > 1 && md % 10 == 0) {
+		n = d;
+		while (n > 1 && md % 10 == 0) {
 			md /= 10;
-			cn--;
+			n--;
 		}
-		clen = render(neg, md, cn, ce, cand);
-		if (!round_trips(cand, clen, f))
+		if (!reads_back(md, ce - n + 1, lo, hi, f, neg, n, ce))
 			break;
-		memcpy(out, cand, clen);
-		len = clen;
-		d = cn;
+		best = md;
+		bn = n;
+		be = ce;
+		d = n;
 	}
-	return len;
+	if (bn == 0)
+		return (size_t)snprintf(out, FTEXT_MAX + 1, "%.9g", (double)f);
+	return render(neg, best, bn, be, out);
 }

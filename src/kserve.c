@@ -276,10 +276,10 @@ static void put_shape(struct buf *b, const struct tensor *t)
 }
 
 void kserve_encode_data(struct buf *data, const struct kserve_request *req,
-                        const struct tensor *out)
+                        const struct tensor *out, const struct par_runner *runner)
 {
 	if (!req->binary_output)
-		codec_put_numbers(data, out->data, out->count);
+		codec_put_numbers(data, out->data, out->count, runner);
 }
 
 void kserve_encode(struct buf *b, size_t *json_len, const struct model *m,

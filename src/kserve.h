@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "par.h"
 #include "model.h"
 #include "tensor.h"
 
@@ -33,7 +34,7 @@ void kserve_request_clear(struct kserve_request *req);
 
 /* Append the output's data as a JSON array unless the reply is binary. */
 void kserve_encode_data(struct buf *data, const struct kserve_request *req,
-                        const struct tensor *out);
+                        const struct tensor *out, const struct par_runner *runner);
 
 /* Append the infer reply: the JSON header (with params, a JSON object text of
  * timing parameters, and data from kserve_encode_data), then for binary

@@ -321,7 +321,7 @@ START_TEST(test_encode_round_trip)
 		struct buf b = { 0 };
 
 		buf_puts(&b, "{\"v\":");
-		codec_put_tensor(&b, t, encs[k]);
+		codec_put_tensor(&b, t, encs[k], NULL);
 		buf_puts(&b, "}");
 		buf_add(&b, "", 1);
 		ck_assert_int_eq(buf_ok(&b), 0);

@@ -1,0 +1,23 @@
+/* bench.h - in-process kernel benchmarks for `atrous bench`: the seed's
+ * examples and DeepLab ASPP heads on the worker pool, beside the OpenBLAS
+ * sgemm ceiling measured in the same run.  Prints figures; asserts nothing. */
+#ifndef ATROUSD_BENCH_H
+#define ATROUSD_BENCH_H
+
+#include <stdio.h>
+
+struct bench_options {
+	int threads;      /* workers (0: online CPUs) */
+	int repeats;      /* timed runs per case (best and median reported) */
+	const char *only; /* run only the case with this name, or NULL */
+	int json;         /* one JSON object per line instead of a table */
+};
+
+/* Time jansson's json_loadb and json_dumps on the JSON file at path, the
+ * baseline for the daemon's own codec; prints milliseconds. */
+int bench_jansson(const char *path, int repeats, FILE *out, char *err);
+
+/* Run the benchmarks, printing to out; 0 or -errno. */
+int bench_run(const struct bench_options *o, FILE *out, char *err);
+
+#endif
