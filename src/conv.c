@@ -19,6 +19,11 @@
 #include "conv.h"
 #include "error.h"
 
+/* Tiling policy: at least this many tiles per large region, each at least
+ * this many output pixels (small regions stay whole). */
+#define CONV_MIN_SPLIT 4
+#define CONV_MIN_TILE 128
+
 struct seg {
 	int64_t start, len; /* output positions [start, start + len) */
 	int64_t tlo, thi;   /* valid taps; thi < tlo when none */
@@ -225,8 +230,12 @@ static int plan_tasks(struct conv_plan *p, char *err)
 			               "GEMM dimension %lld exceeds the BLAS int range",
 			               (long long)(k > p->o ? k : p->o));
 		m = k == 0 ? pixels : (int64_t)(CONV_SCRATCH_BYTES / sizeof(float)) / per;
-		if (m < 1)
-			m = 1;
+		/* Large regions are cut in at least CONV_MIN_SPLIT tiles (of
+		 * CONV_MIN_TILE pixels or more) so that idle workers can help. */
+		if (m > (pixels + CONV_MIN_SPLIT - 1) / CONV_MIN_SPLIT)
+			m = (pixels + CONV_MIN_SPLIT - 1) / CONV_MIN_SPLIT;
+		if (m < CONV_MIN_TILE)
+			m = CONV_MIN_TILE;
 		if (m > pixels)
 			m = pixels;
 		if (k > 0 && (size_t)(m * per) * sizeof(float) > p->scratch)
@@ -397,21 +406,35 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 	}
 }
 
-/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Plain
- * loops the compiler vectorises; ReLU keeps NaN (x < 0 is false for NaN) so
- * that an overflowed result is still reported. */
+typedef float vf4 __attribute__((vector_size(16)));
+typedef int vi4 __attribute__((vector_size(16)));
+
+/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Eight
+ * lanes at a time; ReLU keeps NaN (NaN < 0 is false) so that an overflowed
+ * result is still reported. */
 static void finish_pixel(const struct conv_plan *p, float *dst, const float *src)
 {
-	int64_t o;
+	const vf4 zero = { 0 };
+	int relu = p->act == CONV_ACT_RELU;
+	int64_t o = 0;
 
-	if (p->bias != NULL)
-		for (o = 0; o < p->o; o++)
-			dst[o] = src[o] + p->bias[o];
-	else if (dst != src)
-		memcpy(dst, src, (size_t)p->o * sizeof(float));
-	if (p->act == CONV_ACT_RELU)
-		for (o = 0; o < p->o; o++)
-			dst[o] = dst[o] < 0.0f ? 0.0f : dst[o];
+	for (; o + 4 <= p->o; o += 4) {
+		vf4 v, b;
+
+		memcpy(&v, src + o, sizeof(v));
+		if (p->bias != NULL) {
+			memcpy(&b, p->bias + o, sizeof(b));
+			v += b;
+		}
+		if (relu)
+			v = (vf4)((vi4)v & ~(vi4)(v < zero));
+		memcpy(dst + o, &v, sizeof(v));
+	}
+	for (; o < p->o; o++) {
+		float v = src[o] + (p->bias ? p->bias[o] : 0.0f);
+
+		dst[o] = relu && v < 0.0f ? 0.0f : v;
+	}
 }
 
 void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
