@@ -140,6 +140,22 @@ static long long us(uint64_t ns)
 	return (long long)(ns / 1000);
 }
 
+/* Server-Timing value from stage durations in ns, as milliseconds with three
+ * decimals (integer arithmetic: this runs for every request). */
+static void server_timing(char *dst, size_t len, uint64_t decode, uint64_t queue, uint64_t compute,
+                          uint64_t encode)
+{
+	snprintf(dst, len,
+	         "decode;dur=%llu.%03llu, queue;dur=%llu.%03llu, compute;dur=%llu.%03llu, "
+	         "encode;dur=%llu.%03llu",
+	         (unsigned long long)(decode / 1000000), (unsigned long long)(decode / 1000 % 1000),
+	         (unsigned long long)(queue / 1000000), (unsigned long long)(queue / 1000 % 1000),
+	         (unsigned long long)(compute / 1000000),
+	         (unsigned long long)(compute / 1000 % 1000),
+	         (unsigned long long)(encode / 1000000),
+	         (unsigned long long)(encode / 1000 % 1000));
+}
+
 static void native(struct api *a, enum endpoint ep, const char *body, size_t len,
                    const struct api_times *t, struct reply *r)
 {
@@ -149,9 +165,10 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	struct graph *g = NULL;
 	struct buf b = { 0 };
 	enum codec_enc enc;
+	unsigned long long flops, milli;
+	uint64_t ns;
 	int64_t odim[4];
 	char err[ERR_LEN];
-	double compute_s;
 	int rc;
 
 	rc = decode(a, ep, body, len, &g, &value, &enc, err);
@@ -171,13 +188,16 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	buf_puts(&b, "{\"output\":");
 	codec_put_tensor(&b, out, enc, a->runner);
 	t_encoded = api_now_ns();
-	compute_s = (double)(t_computed - t_decoded) / 1e9;
+	/* GFLOP/s with three decimals = flops / ns, in integer arithmetic. */
+	flops = (unsigned long long)st.useful_flops;
+	ns = t_computed > t_decoded ? t_computed - t_decoded : 1;
+	milli = (unsigned long long)((double)flops * 1000.0 / (double)ns);
 	buf_printf(&b,
 	           ",\"timing\":{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,"
-	           "\"encode_us\":%lld,\"total_us\":%lld,\"flops\":%.0f,\"gflops\":%.3f}}\n",
+	           "\"encode_us\":%lld,\"total_us\":%lld,\"flops\":%llu,\"gflops\":%llu.%03llu}}\n",
 	           us(t_decoded - t_begin), us(t_begin - t->enqueue), us(t_computed - t_decoded),
-	           us(t_encoded - t_computed), us(t_encoded - t->start), st.useful_flops,
-	           compute_s > 0 ? st.useful_flops / compute_s / 1e9 : 0.0);
+	           us(t_encoded - t_computed), us(t_encoded - t->start), flops, milli / 1000,
+	           milli % 1000);
 	if (buf_ok(&b) < 0) {
 		buf_free(&b);
 		reply_error(r, 503, "out of memory while encoding the reply");
@@ -188,10 +208,8 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	r->content_type = "application/json";
 	r->body = buf_take(&b, &r->len);
 	r->flops = (uint64_t)st.useful_flops;
-	snprintf(r->server_timing, sizeof(r->server_timing),
-	         "decode;dur=%.3f, queue;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
-	         (double)(t_decoded - t_begin) / 1e6, (double)(t_begin - t->enqueue) / 1e6,
-	         (double)(t_computed - t_decoded) / 1e6, (double)(t_encoded - t_computed) / 1e6);
+	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
+	              t_begin - t->enqueue, t_computed - t_decoded, t_encoded - t_computed);
 done:
 	tensor_free(out);
 	tensor_free(value);
@@ -251,9 +269,10 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	t_encoded = api_now_ns();
 	snprintf(params, sizeof(params),
 	         "{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"
-	         "\"total_us\":%lld,\"flops\":%.0f}",
+	         "\"total_us\":%lld,\"flops\":%llu}",
 	         us(t_decoded - t_begin), us(t_begin - rq->t.enqueue), us(t_computed - t_decoded),
-	         us(t_encoded - t_computed), us(t_encoded - rq->t.start), st.useful_flops);
+	         us(t_encoded - t_computed), us(t_encoded - rq->t.start),
+	         (unsigned long long)st.useful_flops);
 	kserve_encode(&b, &json_len, m, &req, out, params, &data);
 	reply_buf(r, 200, &b);
 	if (r->status == 200 && req.binary_output) {
@@ -261,10 +280,8 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		snprintf(r->infer_header_len, sizeof(r->infer_header_len), "%zu", json_len);
 	}
 	r->flops = (uint64_t)st.useful_flops;
-	snprintf(r->server_timing, sizeof(r->server_timing),
-	         "decode;dur=%.3f, queue;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
-	         (double)(t_decoded - t_begin) / 1e6, (double)(t_begin - rq->t.enqueue) / 1e6,
-	         (double)(t_computed - t_decoded) / 1e6, (double)(t_encoded - t_computed) / 1e6);
+	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
+	              t_begin - rq->t.enqueue, t_computed - t_decoded, t_encoded - t_computed);
 	model_record(m, r->status == 200, api_now_ns() - rq->t.start, t_begin - rq->t.enqueue,
 	             t_decoded - t_begin, t_computed - t_decoded, t_encoded - t_computed,
 	             (uint64_t)req.input->dim[0]);

@@ -22,7 +22,7 @@
 /* Tiling policy: at least this many tiles per large region, each at least
  * this many output pixels (small regions stay whole). */
 #define CONV_MIN_SPLIT 4
-#define CONV_MIN_TILE 128
+#define CONV_MIN_TILE  128
 
 struct seg {
 	int64_t start, len; /* output positions [start, start + len) */

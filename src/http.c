@@ -24,7 +24,7 @@
 #include "route.h"
 
 /* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
-#define HTTP_CONN_MEMORY (64 * 1024)
+#define HTTP_CONN_MEMORY (32 * 1024)
 
 enum phase { P_NEW, P_BODY, P_RUNNING, P_DONE };
 

@@ -109,10 +109,12 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			j.fn(j.arg);
 			pthread_mutex_lock(&p->lock);
-			p->running--;
+			if (--p->running == 0 && p->stopping)
+				pthread_cond_broadcast(&p->work);
 			continue;
 		}
-		if (p->stopping)
+		/* A running job may still open a section: stay until none runs. */
+		if (p->stopping && p->running == 0)
 			break;
 		pthread_cond_wait(&p->work, &p->lock);
 	}

@@ -1,0 +1,390 @@
+#!/usr/bin/python3
+"""make bench: atrousd measured end to end beside PyTorch, in one run.
+
+Runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (the Makefile's
+bench target unsets them for this whole process, so every side is alike).
+Prints a table, writes docs/performance.png and docs/bench-results.json.
+
+Cases: the seed's example 1; a three-layer rate-2 chain; the DeepLab OS16 and
+OS8 ASPP heads (through the binary KServe path); the JSON codec on a 1M-float
+tensor against jansson on the same bytes; overhead-bound small requests with
+wrk against nginx serving a static file.
+"""
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+BUILD = os.environ.get("top_builddir", SRC)
+ATROUS = os.path.join(BUILD, "src", "atrous")
+ATROUSD = os.path.join(BUILD, "src", "atrousd")
+rng = np.random.default_rng(0)
+
+
+def f32(*shape, scale=0.02):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def aspp_case(cin, size, rates):
+    w = {"pool": f32(1, 1, cin, 256), "b0": f32(1, 1, cin, 256), "proj": f32(1, 1, 1280, 256)}
+    for r in rates:
+        w["r%d" % r] = f32(3, 3, cin, 256)
+    bias = {k: f32(256, scale=0.1) for k in list(w)}
+    layer = {"type": "aspp",
+             "image_pooling": {"filters": "pool", "bias": "pool", "activation": "relu"},
+             "branches": [{"filters": "b0", "rate": 1, "bias": "b0", "activation": "relu"}] +
+                         [{"filters": "r%d" % r, "rate": r, "bias": "r%d" % r, "activation": "relu"}
+                          for r in rates],
+             "projection": {"filters": "proj", "bias": "proj", "activation": "relu"}}
+    return {"value": (1, size, size, cin), "layers": [layer], "weights": w, "bias": bias}
+
+
+CASES = {
+    "seed1": {"value": (1, 28, 28, 3), "weights": {"f": f32(5, 5, 3, 32, scale=0.2)}, "bias": {},
+              "layers": [{"filters": "f", "rate": 2, "padding": "SAME"}]},
+    "chain": {"value": (1, 28, 28, 3),
+              "weights": {"f1": f32(3, 3, 3, 32, scale=0.2), "f2": f32(3, 3, 32, 64, scale=0.1),
+                          "f3": f32(3, 3, 64, 128, scale=0.1)}, "bias": {},
+              "layers": [{"filters": n, "rate": 2, "padding": "SAME"} for n in ("f1", "f2", "f3")]},
+    "os16": aspp_case(2048, 33, (6, 12, 18)),
+    "os8": aspp_case(256, 65, (12, 24, 36)),
+}
+LABELS = {"seed1": "seed example 1", "chain": "3-layer chain", "os16": "DeepLab OS16 head",
+          "os8": "DeepLab OS8 head"}
+
+
+def write_model(root, name, case):
+    d = os.path.join(root, name)
+    os.makedirs(d)
+
+    def ref(kind, key):
+        np.save(os.path.join(d, "%s_%s.npy" % (kind, key)), case[kind][key])
+        return {"npy": "%s_%s.npy" % (kind, key)}
+
+    def fix(obj):
+        out = dict(obj)
+        out["filters"] = ref("weights", obj["filters"])
+        if "bias" in obj:
+            out["bias"] = ref("bias", obj["bias"])
+        return out
+
+    layers = []
+    for layer in case["layers"]:
+        if layer.get("type") == "aspp":
+            layer = dict(layer, image_pooling=fix(layer["image_pooling"]),
+                         projection=fix(layer["projection"]),
+                         branches=[fix(b) for b in layer["branches"]])
+            layers.append(layer)
+        else:
+            layers.append(fix(layer))
+    with open(os.path.join(d, "model.json"), "w") as f:
+        json.dump({"layers": layers}, f)
+
+
+def torch_runner(case, threads):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    oihw = lambda k: t(case["weights"][k].transpose(3, 2, 0, 1))  # noqa: E731
+    bias = lambda o: t(case["bias"][o["bias"]]) if "bias" in o else None  # noqa: E731
+    x = t(rng.standard_normal(case["value"]).astype(np.float32).transpose(0, 3, 1, 2))
+
+    def conv(inp, o, rate, padding):
+        w = oihw(o["filters"])
+        kh = w.shape[2]
+        pad = 0
+        if padding == "SAME":
+            total = (kh - 1) * rate
+            if total % 2:
+                inp = F.pad(inp, (total // 2, total - total // 2, total // 2, total - total // 2))
+            else:
+                pad = total // 2  # symmetric: let the convolution pad
+        y = F.conv2d(inp, w, bias(o), padding=pad, dilation=rate)
+        return F.relu(y) if o.get("activation") == "relu" else y
+
+    def run():
+        with torch.no_grad():
+            cur = x
+            for layer in case["layers"]:
+                if layer.get("type") != "aspp":
+                    cur = conv(cur, layer, layer["rate"], layer["padding"])
+                    continue
+                h, w_ = cur.shape[2], cur.shape[3]
+                parts = [conv(cur.mean((2, 3), keepdim=True), layer["image_pooling"], 1, "VALID")
+                         .expand(-1, -1, h, w_)]
+                parts += [conv(cur, b, b["rate"], "SAME") for b in layer["branches"]]
+                cur = conv(torch.cat(parts, 1), layer["projection"], 1, "VALID")
+            return cur
+    return run
+
+
+def timeit(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times) * 1e3, statistics.median(times) * 1e3
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_daemon(work, models, threads):
+    port_file = os.path.join(work, "port")
+    log = open(os.path.join(work, "atrousd.log"), "w")
+    p = subprocess.Popen([ATROUSD, "--listen", "127.0.0.1:0", "--port-file", port_file,
+                          "--threads", str(threads), "--models", models, "--max-body", "512M",
+                          "--max-inflight-bytes", "1G", "--max-elements", "64M",
+                          "--max-output-elements", "64M", "--log-level", "warn"],
+                         stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(500):
+        if os.path.exists(port_file):
+            return p, int(open(port_file).read())
+        time.sleep(0.02)
+    raise RuntimeError("atrousd did not start")
+
+
+def kserve_binary(port, name, x, repeats):
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    body = head + x.tobytes()
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    client, compute = [], []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v2/models/%s/infer" % name, body,
+                     {"Inference-Header-Content-Length": str(len(head))})
+        r = conn.getresponse()
+        data = r.read()
+        el = time.perf_counter() - t0
+        if r.status != 200:
+            raise RuntimeError("%s: %d %s" % (name, r.status, data[:200]))
+        hl = int(r.getheader("Inference-Header-Content-Length"))
+        params = json.loads(data[:hl])["parameters"]
+        if i >= 2:
+            client.append(el * 1e3)
+            compute.append(params["compute_us"] / 1e3)
+    conn.close()
+    return statistics.median(client), statistics.median(compute), min(client)
+
+
+def codec_case(port, work, repeats):
+    x = rng.standard_normal((1, 1000, 1000, 1)).astype(np.float32)
+    body = json.dumps({"value": {"shape": list(x.shape), "data": x.ravel().tolist()},
+                       "filters": [[[[1.0]]]], "rate": 1, "padding": "SAME"})
+    req_path = os.path.join(work, "codec_request.json")
+    with open(req_path, "w") as f:
+        f.write(body)
+    dec, enc, reply = [], [], None
+    for _ in range(repeats):
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn.request("POST", "/v1/atrous_conv2d", body)
+        reply = conn.getresponse().read()
+        conn.close()
+        timing = json.loads(reply)["timing"]
+        dec.append(timing["decode_us"] / 1e3)
+        enc.append(timing["encode_us"] / 1e3)
+    rep_path = os.path.join(work, "codec_reply.json")
+    with open(rep_path, "wb") as f:
+        f.write(reply)
+    jin = json.loads(subprocess.check_output([ATROUS, "bench", "--jansson", req_path, "--repeats", "3"]))
+    jout = json.loads(subprocess.check_output([ATROUS, "bench", "--jansson", rep_path, "--repeats", "3"]))
+    return {"floats": x.size, "request_bytes": len(body), "reply_bytes": len(reply),
+            "decode_ms": statistics.median(dec), "encode_ms": statistics.median(enc),
+            "jansson_loadb_ms": jin["json_loadb_ms"], "jansson_dumps_ms": jout["json_dumps_ms"]}
+
+
+def wrk_case(port, work, seconds):
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        return None
+    body = json.dumps({"value": rng.standard_normal((1, 8, 8, 4)).round(4).tolist(),
+                       "filters": rng.standard_normal((3, 3, 4, 4)).round(4).tolist(),
+                       "rate": 1, "padding": "SAME", "output_encoding": "nested"})
+    lua = os.path.join(work, "post.lua")
+    with open(lua, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n'
+                % json.dumps(body))
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("POST", "/v1/atrous_conv2d", body)
+    reply = conn.getresponse().read()
+    conn.close()
+    static = os.path.join(work, "www")
+    os.makedirs(static)
+    with open(os.path.join(static, "reply.json"), "wb") as f:
+        f.write(reply)
+    nport = free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("worker_processes 2;\npid %s/nginx.pid;\nerror_log %s/nginx.err;\nevents {}\n"
+                "http { access_log off; server { listen 127.0.0.1:%d; root %s; } }\n"
+                % (work, work, nport, static))
+    ng = subprocess.Popen(["nginx", "-c", conf, "-p", work, "-g", "daemon off;"])
+    time.sleep(0.3)
+
+    def wrk(url, script=None):
+        cmd = ["wrk", "-t2", "-c32", "-d%ds" % seconds, url]
+        if script:
+            cmd += ["-s", script]
+        out = subprocess.check_output(cmd).decode()
+        errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+        rps = float([l for l in out.splitlines() if l.startswith("Requests/sec")][0].split()[1])
+        return rps, errors
+
+    try:
+        daemon_rps, derr = wrk("http://127.0.0.1:%d/v1/atrous_conv2d" % port, lua)
+        nginx_rps, nerr = wrk("http://127.0.0.1:%d/reply.json" % nport)
+    finally:
+        ng.send_signal(signal.SIGTERM)
+        ng.wait()
+    return {"daemon_rps": daemon_rps, "nginx_rps": nginx_rps, "daemon_errors": derr,
+            "nginx_errors": nerr, "request_bytes": len(body), "reply_bytes": len(reply)}
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(python3-matplotlib not installed: no plot)")
+        return
+    names = [n for n in ("seed1", "chain", "os16", "os8") if n in results["cases"]]
+    cases = results["cases"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.27
+    xs = np.arange(len(names))
+    series = [("PyTorch %s" % results["torch_version"], "torch_ms", "#999999"),
+              ("atrousd compute (in process)", "atrous_ms", "#1f77b4"),
+              ("atrousd over HTTP (binary KServe)", "http_ms", "#ff7f0e")]
+    for k, (label, key, color) in enumerate(series):
+        vals = [cases[n].get(key) or 0 for n in names]
+        axes[0].bar(xs + (k - 1) * width, [v / max(cases[n]["torch_ms"] or 1, 1e-9) for v, n in zip(vals, names)],
+                    width, label=label, color=color)
+    axes[0].axhline(1.0, color="black", linewidth=0.8)
+    axes[0].set_xticks(xs)
+    axes[0].set_xticklabels([LABELS[n] for n in names], rotation=15)
+    axes[0].set_ylabel("time relative to PyTorch (lower is better)")
+    axes[0].set_title("%d threads each, median of %d runs" % (results["threads"], results["repeats"]))
+    axes[0].legend(fontsize=8)
+    c = results.get("codec")
+    if c:
+        mf = lambda ms: c["floats"] / ms / 1e3  # noqa: E731
+        axes[1].bar([0, 1, 2.5, 3.5], [mf(c["jansson_loadb_ms"]), mf(c["decode_ms"]), mf(c["jansson_dumps_ms"]),
+                                      mf(c["encode_ms"])], color=["#999999", "#1f77b4", "#999999", "#1f77b4"])
+        axes[1].set_xticks([0, 1, 2.5, 3.5])
+        axes[1].set_xticklabels(["jansson\nloadb", "atrousd\ndecode", "jansson\ndumps", "atrousd\nencode"])
+        axes[1].set_ylabel("million floats per second")
+        axes[1].set_title("JSON codec, 1M-float tensor")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print("plot written to %s" % path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--wrk-seconds", type=int, default=5)
+    ap.add_argument("--plot", default=os.path.join(SRC, "docs", "performance.png"))
+    ap.add_argument("--json", default=os.path.join(SRC, "docs", "bench-results.json"))
+    args = ap.parse_args()
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            sys.exit("bench: run with %s unset (make bench does this)" % var)
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch = None
+        torch_version = None
+        print("PyTorch not installed (python3-torch): its column is skipped")
+    work = tempfile.mkdtemp(prefix="atrousd-bench.")
+    models = os.path.join(work, "models")
+    os.makedirs(models)
+    for name, case in CASES.items():
+        write_model(models, name, case)
+    daemon, port = start_daemon(work, models, args.threads)
+    results = {"threads": args.threads, "repeats": args.repeats, "torch_version": torch_version,
+               "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t"),
+               "cases": {}}
+    try:
+        inproc = {}
+        for line in subprocess.check_output([ATROUS, "bench", "--json", "--threads", str(args.threads),
+                                             "--repeats", str(args.repeats)]).decode().splitlines():
+            rec = json.loads(line)
+            inproc[rec["case"]] = rec
+        results["sgemm_gflops"] = inproc["sgemm"]["gflops"]
+        for name, case in CASES.items():
+            x = rng.standard_normal(case["value"]).astype(np.float32)
+            http_ms, server_ms, http_best = kserve_binary(port, name, x, args.repeats)
+            row = {"atrous_ms": inproc[name]["median_ms"], "atrous_best_ms": inproc[name]["best_ms"],
+                   "useful_gflop": inproc[name]["useful_gflop"], "nominal_gflop": inproc[name]["nominal_gflop"],
+                   "http_ms": http_ms, "http_best_ms": http_best, "server_compute_ms": server_ms,
+                   "torch_ms": None}
+            if torch is not None:
+                row["torch_best_ms"], row["torch_ms"] = timeit(torch_runner(case, args.threads), args.repeats)
+            results["cases"][name] = row
+        results["codec"] = codec_case(port, work, max(3, args.repeats // 2))
+        results["wrk"] = wrk_case(port, work, args.wrk_seconds)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait()
+
+    print("\natrousd benchmark, %d threads each side, median of %d runs, CPU %s" %
+          (args.threads, args.repeats, results["cpu"]))
+    print("OpenBLAS sgemm ceiling (independent 1024^3, one per worker): %.0f GFLOP/s" % results["sgemm_gflops"])
+    print("%-20s %9s %9s %9s %9s %9s %8s %9s" % ("case", "PyTorch", "atrousd", "ratio", "HTTP", "server", "HTTP/",
+                                                  "useful"))
+    print("%-20s %9s %9s %9s %9s %9s %8s %9s" % ("", "ms", "ms", "", "ms", "comp ms", "compute", "GFLOP/s"))
+    for name, r in results["cases"].items():
+        ratio = r["atrous_ms"] / r["torch_ms"] if r["torch_ms"] else float("nan")
+        print("%-20s %9s %9.2f %9.2f %9.2f %9.2f %8.3f %9.1f" % (
+            LABELS[name], "%.2f" % r["torch_ms"] if r["torch_ms"] else "-", r["atrous_ms"], ratio, r["http_ms"],
+            r["server_compute_ms"], r["http_ms"] / r["server_compute_ms"], r["useful_gflop"] / r["atrous_ms"] * 1e3))
+    c = results["codec"]
+    print("\nJSON codec on %d floats (%.1f MB request, %.1f MB reply):" % (c["floats"], c["request_bytes"] / 1e6,
+                                                                       c["reply_bytes"] / 1e6))
+    print("  decode %.1f ms = %.1f Mfloat/s; jansson json_loadb %.1f ms: %.1fx" % (
+        c["decode_ms"], c["floats"] / c["decode_ms"] / 1e3, c["jansson_loadb_ms"], c["jansson_loadb_ms"] / c["decode_ms"]))
+    print("  encode %.1f ms = %.1f Mfloat/s; jansson json_dumps %.1f ms: %.1fx" % (
+        c["encode_ms"], c["floats"] / c["encode_ms"] / 1e3, c["jansson_dumps_ms"], c["jansson_dumps_ms"] / c["encode_ms"]))
+    w = results["wrk"]
+    if w:
+        print("\nOverhead-bound: [1,8,8,4] x [3,3,4,4] JSON both ways, wrk -t2 -c32 keep-alive:")
+        print("  atrousd %.0f req/s, nginx static %d-byte file %.0f req/s: %.0f%%%s" % (
+            w["daemon_rps"], w["reply_bytes"], w["nginx_rps"], 100 * w["daemon_rps"] / w["nginx_rps"],
+            "; errors: %s" % w["daemon_errors"] if w["daemon_errors"] else ""))
+    else:
+        print("\n(wrk or nginx not installed: overhead-bound comparison skipped)")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=1)
+    plot(results, args.plot)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
