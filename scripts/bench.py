@@ -99,8 +99,11 @@ def torch_runner(case, threads):
     import torch.nn.functional as F
     torch.set_num_threads(threads)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    oihw = lambda k: t(case["weights"][k].transpose(3, 2, 0, 1))  # noqa: E731
-    bias = lambda o: t(case["bias"][o["bias"]]) if "bias" in o else None  # noqa: E731
+    # Weights converted to OIHW once, outside the timed runs.
+    weights = {k: t(w.transpose(3, 2, 0, 1)) for k, w in case["weights"].items()}
+    biases = {k: t(b) for k, b in case["bias"].items()}
+    oihw = lambda k: weights[k]  # noqa: E731
+    bias = lambda o: biases[o["bias"]] if "bias" in o else None  # noqa: E731
     x = t(rng.standard_normal(case["value"]).astype(np.float32).transpose(0, 3, 1, 2))
 
     def conv(inp, o, rate, padding):
@@ -233,6 +236,7 @@ def wrk_case(port, work, seconds):
     conn.close()
     static = os.path.join(work, "www")
     os.makedirs(static)
+    os.chmod(work, 0o755)  # nginx's workers run unprivileged
     with open(os.path.join(static, "reply.json"), "wb") as f:
         f.write(reply)
     nport = free_port()
@@ -259,6 +263,8 @@ def wrk_case(port, work, seconds):
     finally:
         ng.send_signal(signal.SIGTERM)
         ng.wait()
+    if derr or nerr:
+        print("warning: wrk saw errors: atrousd %s, nginx %s" % (derr, nerr))
     return {"daemon_rps": daemon_rps, "nginx_rps": nginx_rps, "daemon_errors": derr,
             "nginx_errors": nerr, "request_bytes": len(body), "reply_bytes": len(reply)}
 
