@@ -96,6 +96,30 @@ START_TEST(test_grid)
 }
 END_TEST
 
+START_TEST(test_random_shapes)
+{
+	/* Random shapes, kernels (even too), rates up to beyond the map, both
+	 * paddings; VALID cases that would be negative are checked as errors. */
+	uint64_t r = 0x9e3779b97f4a7c15ULL + (uint64_t)_i;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		int64_t v[9];
+		int k;
+
+		for (k = 0; k < 9; k++) {
+			r ^= r << 13;
+			r ^= r >> 7;
+			r ^= r << 17;
+			v[k] = (int64_t)(r % 1000);
+		}
+		check_case(1 + v[0] % 3, 1 + v[1] % 20, 1 + v[2] % 20, 1 + v[3] % 9, 1 + v[4] % 6,
+		           1 + v[5] % 6, 1 + v[6] % 7, 1 + v[7] % 12, 1 + v[8] % 12,
+		           v[0] % 2 ? CONV_VALID : CONV_SAME, (int)(v[1] % 2), (int)(v[2] % 2));
+	}
+}
+END_TEST
+
 START_TEST(test_asymmetric_rates)
 {
 	check_case(2, 9, 10, 2, 3, 2, 3, 2, 3, CONV_SAME, 1, 0);
@@ -324,6 +348,7 @@ static Suite *conv_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_grid, 0, 25);
+	tcase_add_loop_test(tc, test_random_shapes, 0, 5);
 	tcase_add_test(tc, test_asymmetric_rates);
 	tcase_add_test(tc, test_tensorflow_grid);
 	tcase_add_test(tc, test_tiled);
