@@ -17,6 +17,8 @@
 #include "graph.h"
 #include "kserve.h"
 #include "log.h"
+#include "metrics.h"
+#include "pool.h"
 
 uint64_t api_now_ns(void)
 {
@@ -210,6 +212,8 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	r->flops = (uint64_t)st.useful_flops;
 	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
 	              t_begin - t->enqueue, t_computed - t_decoded, t_encoded - t_computed);
+	metrics_compute(route_label(ep), t_begin - t->enqueue, t_decoded - t_begin,
+	                t_computed - t_decoded, t_encoded - t_computed, st.useful_flops);
 done:
 	tensor_free(out);
 	tensor_free(value);
@@ -275,6 +279,8 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	         (unsigned long long)st.useful_flops);
 	kserve_encode(&b, &json_len, m, &req, out, params, &data);
 	reply_buf(r, 200, &b);
+	if (req.has_id)
+		snprintf(r->request_id, sizeof(r->request_id), "%.63s", req.id);
 	if (r->status == 200 && req.binary_output) {
 		r->content_type = "application/octet-stream";
 		snprintf(r->infer_header_len, sizeof(r->infer_header_len), "%zu", json_len);
@@ -282,6 +288,9 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	r->flops = (uint64_t)st.useful_flops;
 	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
 	              t_begin - rq->t.enqueue, t_computed - t_decoded, t_encoded - t_computed);
+	if (r->status == 200)
+		metrics_compute(model_name(m), t_begin - rq->t.enqueue, t_decoded - t_begin,
+		                t_computed - t_decoded, t_encoded - t_computed, st.useful_flops);
 	model_record(m, r->status == 200, api_now_ns() - rq->t.start, t_begin - rq->t.enqueue,
 	             t_decoded - t_begin, t_computed - t_decoded, t_encoded - t_computed,
 	             (uint64_t)req.input->dim[0]);
@@ -331,6 +340,7 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 			reply_error(r, 500, "reload failed: %s", strerror(-rc));
 			return;
 		}
+		metrics_reload(failed == 0);
 		log_info("reload: %zu model(s) served, %zu failed to load", loaded, failed);
 		buf_printf(&b, "{\"loaded\":%zu,\"failed\":%zu}\n", loaded, failed);
 		reply_buf(r, 200, &b);
@@ -401,6 +411,16 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 		kserve_server_metadata(&b);
 		reply_buf(r, 200, &b);
 		return;
+	case EP_METRICS: {
+		struct metrics_gauges g = { a->pool ? pool_queued(a->pool) : 0,
+			                    a->pool ? pool_workers(a->pool) : 0,
+			                    models_count(a->models) };
+
+		metrics_render(&b, &g);
+		reply_buf(r, 200, &b);
+		r->content_type = METRICS_CONTENT_TYPE;
+		return;
+	}
 	case EP_STATS_ALL:
 		buf_puts(&b, "{\"model_stats\":[");
 		sc.b = &b;

@@ -29,6 +29,7 @@ struct reply {
 	char server_timing[160];
 	char infer_header_len[24]; /* Inference-Header-Content-Length, or "" */
 	uint64_t flops;            /* useful FLOPs of the computation */
+	char request_id[64];       /* a KServe request's id, for the log */
 };
 
 /* Timestamps of one request, in CLOCK_MONOTONIC nanoseconds. */
@@ -45,9 +46,12 @@ struct api_request {
 	struct api_times t;
 };
 
+struct pool;
+
 struct api {
 	const struct config *cfg;
 	const struct par_runner *runner;
+	struct pool *pool;
 	struct models *models;
 	char *admin_token; /* NULL: admin API disabled */
 	int state;         /* enum api_state, atomic */

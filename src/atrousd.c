@@ -1,6 +1,7 @@
 /* atrousd.c - the daemon's main: settings, subsystems in order, signals.
  *
- * Start: config -> pool -> listen socket -> HTTP -> ready.  SIGTERM/SIGINT:
+ * Start: config -> models -> pool -> listen socket (or the one systemd passed)
+ * -> HTTP -> READY=1.  SIGHUP reloads the models.  SIGTERM/SIGINT: STOPPING=1,
  * readiness 503, stop accepting, drain in-flight requests, tear down in
  * reverse order, exit 0.
  */
@@ -12,15 +13,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+#include <netdb.h>
 
 #include "api.h"
 #include "config.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "model.h"
+#include "notify.h"
 #include "pool.h"
+
+/* Extra start-up time asked for before each model is loaded. */
+#define LOAD_EXTEND_USEC (60u * 1000000u)
 
 static int write_port_file(const char *path, int port, char *err)
 {
@@ -40,18 +49,90 @@ static int write_port_file(const char *path, int port, char *err)
 	return 0;
 }
 
+static void on_model_load(void *arg, const char *name)
+{
+	char status[128];
+
+	(void)arg;
+	snprintf(status, sizeof(status), "loading model %s", name);
+	notify_extend_timeout(LOAD_EXTEND_USEC);
+	notify_status(status);
+}
+
+static void reload(struct models *models, const char *why)
+{
+	size_t loaded, failed;
+
+	notify_status("reloading models");
+	if (models_reload(models, &loaded, &failed) == 0) {
+		metrics_reload(failed == 0);
+		log_info("%s: %zu model(s) served, %zu failed to load", why, loaded, failed);
+	} else {
+		metrics_reload(0);
+	}
+}
+
+/* The address of a socket systemd passed, for the log. */
+static void describe_fd(int fd, char *bound, size_t len, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char h[NI_MAXHOST], p[NI_MAXSERV];
+
+	*port = 0;
+	snprintf(bound, len, "fd %d", fd);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+	                NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+		snprintf(bound, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+		*port = atoi(p);
+	}
+}
+
+/* Wait for a signal; with a watchdog, wake up to ping it while the workers
+ * make progress (a stuck queue stops the pings and lets systemd restart us). */
+static int wait_signal(const sigset_t *sigs, struct pool *pool, uint64_t wd_usec)
+{
+	static uint64_t last_done;
+	static int stalled;
+	struct timespec ts;
+	int sig;
+
+	if (wd_usec == 0) {
+		while (sigwait(sigs, &sig) != 0)
+			;
+		return sig;
+	}
+	ts.tv_sec = (time_t)(wd_usec / 2 / 1000000);
+	ts.tv_nsec = (long)(wd_usec / 2 % 1000000 * 1000);
+	for (;;) {
+		uint64_t done;
+
+		sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		done = pool_completed(pool);
+		stalled = pool_queued(pool) > 0 && done == last_done ? stalled + 1 : 0;
+		last_done = done;
+		if (stalled < 2)
+			notify_watchdog();
+		else
+			log_error("watchdog: the queue has not moved for %d intervals", stalled);
+	}
+}
+
 static int serve(struct config *cfg)
 {
 	struct models *models = NULL;
 	struct pool *pool = NULL;
-	struct http *http = NULL;
-	size_t loaded, failed;
+	struct http *http = NULL, *mhttp = NULL;
 	struct api api = { 0 };
-	char err[ERR_LEN], bound[160];
+	char err[ERR_LEN], bound[160], mbound[160], status[256];
 	sigset_t sigs;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = cfg->threads ? (int)cfg->threads : (ncpu > 0 ? (int)ncpu : 1);
-	int fd = -1, port, sig, rc;
+	int fd = -1, mfd = -1, port = 0, mport, sig, rc;
+	size_t left;
 
 	/* Signals are taken synchronously by this thread only. */
 	sigemptyset(&sigs);
@@ -61,6 +142,7 @@ static int serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
+	metrics_init();
 
 	api.cfg = cfg;
 	api.state = API_STARTING;
@@ -70,48 +152,55 @@ static int serve(struct config *cfg)
 	if (rc < 0)
 		goto fail;
 	api.models = models;
-	rc = models_reload(models, &loaded, &failed);
-	if (rc < 0) {
-		err_set(err, rc, "models_dir %s cannot be read", cfg->models_dir);
-		goto fail;
-	}
+	models_set_progress(models, on_model_load, NULL);
 	if (cfg->models_dir[0] != '\0')
-		log_info("models: %zu loaded, %zu failed", loaded, failed);
+		reload(models, "models");
 	rc = pool_new(&pool, threads, cfg->max_queue, err);
-	if (rc == 0)
-		rc = http_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err);
 	if (rc < 0)
 		goto fail;
 	api.runner = pool_runner(pool);
-	rc = http_start(&http, &api, pool, cfg, fd, err);
+	api.pool = pool;
+	fd = notify_listen_fd(err);
+	if (fd == -2) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (fd >= 0)
+		describe_fd(fd, bound, sizeof(bound), &port);
+	else if ((rc = http_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err)) < 0)
+		goto fail;
+	rc = http_start(&http, &api, pool, cfg, fd, 0, err);
 	if (rc < 0) {
 		close(fd);
 		goto fail;
+	}
+	if (cfg->metrics_listen[0] != '\0') {
+		rc = http_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
+		if (rc == 0 && (rc = http_start(&mhttp, &api, pool, cfg, mfd, 1, err)) < 0)
+			close(mfd);
+		if (rc < 0)
+			goto fail;
+		log_info("metrics on %s", mbound);
 	}
 	__atomic_store_n(&api.state, API_READY, __ATOMIC_RELEASE);
 	log_info("listening on %s (%d workers, max_queue %u)", bound, threads, cfg->max_queue);
 	if (cfg->port_file[0] != '\0' && (rc = write_port_file(cfg->port_file, port, err)) < 0)
 		goto fail;
-	for (;;) {
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			if (models_reload(models, &loaded, &failed) == 0)
-				log_info(
-				        "SIGHUP: reloaded, %zu model(s) served, %zu failed to load",
-				        loaded, failed);
-			continue;
-		}
-		break;
-	}
+	snprintf(status, sizeof(status), "serving %zu model(s) on %s with %d workers",
+	         models_count(models), bound, threads);
+	notify_ready(status);
+	while ((sig = wait_signal(&sigs, pool, notify_watchdog_usec())) == SIGHUP)
+		reload(models, "SIGHUP");
 	log_info("%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	         cfg->drain_timeout);
+	notify_stopping("draining requests in flight");
 	__atomic_store_n(&api.state, API_DRAINING, __ATOMIC_RELEASE);
-	{
-		size_t left = http_drain(http, cfg->drain_timeout);
-
-		if (left > 0)
-			log_warn("drain timeout: %zu request(s) answered 503", left);
+	left = http_drain(http, cfg->drain_timeout);
+	if (left > 0)
+		log_warn("drain timeout: %zu request(s) answered 503", left);
+	if (mhttp != NULL) {
+		http_drain(mhttp, 1);
+		http_stop(mhttp);
 	}
 	http_stop(http);
 	/* A computation that outlived the deadline (its client already has a
@@ -126,6 +215,7 @@ static int serve(struct config *cfg)
 	return 0;
 fail:
 	log_error("%s", err);
+	http_stop(mhttp);
 	http_stop(http);
 	pool_free(pool);
 	models_free(models);

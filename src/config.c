@@ -32,6 +32,8 @@ static const struct option_def options[] = {
 	{ "listen", "listen", OPT_STRING, OFF(listen), "127.0.0.1:8080", "ADDR:PORT",
 	  "address to listen on; [::1]:8080 for IPv6; port 0 picks a free port",
 	  "Loopback by default: put a reverse proxy in front before exposing it." },
+	{ "metrics_listen", "metrics-listen", OPT_STRING, OFF(metrics_listen), "", "ADDR:PORT",
+	  "serve /metrics (and health) on this separate address instead (empty: on listen)", NULL },
 	{ "port_file", "port-file", OPT_STRING, OFF(port_file), "", "FILE",
 	  "write the bound port to FILE once listening (empty: don't)", NULL },
 	{ "models_dir", "models", OPT_STRING, OFF(models_dir), "", "DIR",

@@ -18,6 +18,7 @@
 
 struct config {
 	char *listen;
+	char *metrics_listen;
 	char *port_file;
 	char *models_dir;
 	char *admin_token_file;

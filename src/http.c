@@ -21,6 +21,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 
 /* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
@@ -44,6 +45,7 @@ struct request {
 	int status;
 	size_t bytes_out;
 	char method[12], path[128];
+	char request_id[64];
 	struct request *prev, *next; /* list of requests with a job */
 };
 
@@ -54,6 +56,7 @@ struct http {
 	const struct config *cfg;
 	int listen_fd;
 	int quiesced;
+	int metrics_only; /* a listener for /metrics and health alone */
 	pthread_mutex_t lock;
 	struct request *jobs; /* requests whose job has not replied */
 	size_t njobs;
@@ -113,11 +116,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 	if (rq->reserved)
 		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
-	if (rq->method[0] != '\0')
-		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s", rq->method, rq->path,
+	if (rq->method[0] != '\0') {
+		uint64_t total = api_now_ns() - rq->t.start;
+
+		metrics_request(rq->route.ep, rq->status, total, rq->body.len, rq->bytes_out);
+		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
 		         rq->status, rq->body.len, rq->bytes_out,
-		         (unsigned long long)((api_now_ns() - rq->t.start) / 1000),
+		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
+		         rq->request_id,
 		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+	}
 	request_unref(h, rq);
 }
 
@@ -157,6 +165,8 @@ static enum MHD_Result send_reply(struct request *rq)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	rq->status = r->status;
 	rq->bytes_out = r->len;
+	if (r->request_id[0])
+		snprintf(rq->request_id, sizeof(rq->request_id), "%s", r->request_id);
 	ret = MHD_queue_response(rq->conn, (unsigned int)r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -229,6 +239,10 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 			return fail(rq, 404, "%s", rq->route.bad);
 		return fail(rq, 404, "no such endpoint: %s %s", method, url);
 	}
+	if ((h->metrics_only && rq->route.ep != EP_METRICS && rq->route.ep != EP_LIVE &&
+	     rq->route.ep != EP_READY) ||
+	    (!h->metrics_only && rq->route.ep == EP_METRICS && h->cfg->metrics_listen[0] != '\0'))
+		return fail(rq, 404, "no such endpoint on this listener: %s %s", method, url);
 	if (rq->route.admin &&
 	    api_authorize(
 	            h->api,
@@ -319,6 +333,7 @@ static void job_run(void *arg)
 		reply_clear(&r);
 	}
 	pthread_mutex_unlock(&h->lock);
+	metrics_inflight(-1);
 	request_unref(h, rq);
 }
 
@@ -332,6 +347,7 @@ static enum MHD_Result submit(struct request *rq)
 		return fail(rq, 503, "shutting down");
 	rq->phase = P_RUNNING;
 	rq->t.enqueue = api_now_ns();
+	metrics_inflight(1);
 	pthread_mutex_lock(&h->lock);
 	rq->refs++;
 	rq->next = h->jobs;
@@ -346,6 +362,7 @@ static enum MHD_Result submit(struct request *rq)
 		rq->refs--;
 		MHD_resume_connection(rq->conn);
 		pthread_mutex_unlock(&h->lock);
+		metrics_inflight(-1);
 		rq->phase = P_DONE;
 		reply_error(&rq->reply, 503,
 		            rc == -EAGAIN ? "queue full (max_queue %u); retry later"
@@ -484,7 +501,7 @@ fail:
 }
 
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
-               int listen_fd, char *err)
+               int listen_fd, int metrics_only, char *err)
 {
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -497,6 +514,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	h->pool = pool;
 	h->cfg = cfg;
 	h->listen_fd = listen_fd;
+	h->metrics_only = metrics_only;
 	pthread_mutex_init(&h->lock, NULL);
 	MHD_set_panic_func(on_panic, NULL);
 	h->daemon = MHD_start_daemon(

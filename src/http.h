@@ -19,9 +19,10 @@ struct http;
  * address (with the real port when PORT was 0) is written to bound. */
 int http_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err);
 
-/* Start serving on listen_fd (ownership passes to the server). */
+/* Start serving on listen_fd (ownership passes to the server); a
+ * metrics_only server answers /metrics and health only. */
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
-               int listen_fd, char *err);
+               int listen_fd, int metrics_only, char *err);
 
 /* Stop accepting, let requests in flight finish for up to timeout_s seconds,
  * then answer the rest with 503.  Returns the number abandoned. */

@@ -40,7 +40,15 @@ struct models {
 	pthread_mutex_t write; /* serialises reload, put and delete */
 	struct model **set;    /* sorted by name, each holding a reference */
 	size_t n;
+	void (*progress)(void *arg, const char *name);
+	void *progress_arg;
 };
+
+void models_set_progress(struct models *ms, void (*fn)(void *arg, const char *name), void *arg)
+{
+	ms->progress = fn;
+	ms->progress_arg = arg;
+}
 
 int model_name_ok(const char *name)
 {
@@ -480,6 +488,8 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 			log_warn("models_dir: skipping \"%s\": not a valid model name", e->d_name);
 			continue;
 		}
+		if (ms->progress != NULL)
+			ms->progress(ms->progress_arg, e->d_name);
 		if (model_load_dir(path, e->d_name, ms->max_elements, &m, err) < 0) {
 			log_error("%s", err);
 			(*failed)++;

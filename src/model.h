@@ -70,6 +70,10 @@ void model_unref(struct model *m);
 /* A registry over dir (may be NULL or "" for none); nothing is loaded yet. */
 int models_new(struct models **out, const char *dir, int64_t max_elements, char *err);
 
+/* Call fn(arg, name) before each model folder is loaded (e.g. to ask the
+ * service manager for more start-up time). */
+void models_set_progress(struct models *ms, void (*fn)(void *arg, const char *name), void *arg);
+
 /* Load every model folder; the new set replaces the old at once.  failed
  * counts folders that did not load (their old version, if any, stays). */
 int models_reload(struct models *ms, size_t *loaded, size_t *failed);

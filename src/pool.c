@@ -39,6 +39,7 @@ struct pool {
 	struct job *queue;     /* ring buffer */
 	size_t cap, head, len;
 	size_t running;
+	uint64_t completed;
 	struct section *sections; /* open sections, newest first */
 	int stopping;
 	int nworkers;
@@ -109,6 +110,7 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			j.fn(j.arg);
 			pthread_mutex_lock(&p->lock);
+			p->completed++;
 			if (--p->running == 0 && p->stopping)
 				pthread_cond_broadcast(&p->work);
 			continue;
@@ -240,6 +242,16 @@ size_t pool_running(struct pool *p)
 
 	pthread_mutex_lock(&p->lock);
 	n = p->running;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+uint64_t pool_completed(struct pool *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->completed;
 	pthread_mutex_unlock(&p->lock);
 	return n;
 }

@@ -15,6 +15,7 @@
 #define ATROUSD_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "par.h"
 
@@ -32,6 +33,9 @@ const struct par_runner *pool_runner(struct pool *p);
 /* Jobs waiting in the queue, and jobs running now. */
 size_t pool_queued(struct pool *p);
 size_t pool_running(struct pool *p);
+
+/* Jobs finished since the pool started (a progress counter). */
+uint64_t pool_completed(struct pool *p);
 
 /* Number of worker threads. */
 int pool_workers(const struct pool *p);

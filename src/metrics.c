@@ -1,0 +1,312 @@
+/* metrics.c - atomic counters and histograms; Prometheus text exposition. */
+#include "autoconfig.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+/* Upper bounds in seconds; +Inf is implicit. */
+static const double bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	                         0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
+#define NBUCKETS (sizeof(bounds) / sizeof(bounds[0]) + 1)
+
+struct histo {
+	uint64_t bucket[NBUCKETS]; /* per bucket, not cumulative */
+	uint64_t count;
+	uint64_t sum_ns;
+};
+
+/* Status codes given their own series; anything else is "other". */
+static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
+#define NCODES     (sizeof(codes) / sizeof(codes[0]) + 1)
+#define NENDPOINTS (EP_METRICS + 1)
+
+/* Per-model compute histograms; names are appended, never removed. */
+#define MAX_MODELS 256
+struct model_series {
+	char name[72];
+	int ready; /* atomic: name published */
+	struct histo compute;
+};
+
+static struct {
+	uint64_t requests[NENDPOINTS][NCODES];
+	struct histo duration[NENDPOINTS];
+	struct histo queue, decode, encode;
+	struct model_series models[MAX_MODELS];
+	int nmodels; /* atomic */
+	uint64_t flops, bytes_in, bytes_out;
+	int64_t inflight;
+	uint64_t reloads_ok, reloads_failed;
+	double start_time;
+} m;
+
+void metrics_init(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	m.start_time = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void observe(struct histo *h, uint64_t ns)
+{
+	double s = (double)ns / 1e9;
+	size_t i = 0;
+
+	while (i < NBUCKETS - 1 && s > bounds[i])
+		i++;
+	__atomic_add_fetch(&h->bucket[i], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->sum_ns, ns, __ATOMIC_RELAXED);
+}
+
+static size_t code_index(int status)
+{
+	size_t i;
+
+	for (i = 0; i < NCODES - 1; i++)
+		if (codes[i] == status)
+			return i;
+	return NCODES - 1;
+}
+
+void metrics_request(enum endpoint ep, int status, uint64_t total_ns, size_t bytes_in,
+                     size_t bytes_out)
+{
+	if ((unsigned)ep >= NENDPOINTS)
+		ep = EP_NONE;
+	__atomic_add_fetch(&m.requests[ep][code_index(status)], 1, __ATOMIC_RELAXED);
+	observe(&m.duration[ep], total_ns);
+	__atomic_add_fetch(&m.bytes_in, bytes_in, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m.bytes_out, bytes_out, __ATOMIC_RELAXED);
+}
+
+static struct model_series *series(const char *model)
+{
+	static pthread_mutex_t add = PTHREAD_MUTEX_INITIALIZER;
+	int i, n = __atomic_load_n(&m.nmodels, __ATOMIC_ACQUIRE);
+
+	for (i = 0; i < n; i++)
+		if (strcmp(m.models[i].name, model) == 0)
+			return &m.models[i];
+	pthread_mutex_lock(&add); /* only when a model is seen the first time */
+	n = m.nmodels;
+	for (i = 0; i < n; i++)
+		if (strcmp(m.models[i].name, model) == 0)
+			break;
+	if (i == n && n < MAX_MODELS) {
+		snprintf(m.models[n].name, sizeof(m.models[n].name), "%s", model);
+		__atomic_store_n(&m.nmodels, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&add);
+	return i < MAX_MODELS ? &m.models[i] : NULL;
+}
+
+void metrics_compute(const char *model, uint64_t queue_ns, uint64_t decode_ns, uint64_t compute_ns,
+                     uint64_t encode_ns, double flops)
+{
+	struct model_series *s = series(model);
+
+	observe(&m.queue, queue_ns);
+	observe(&m.decode, decode_ns);
+	observe(&m.encode, encode_ns);
+	if (s != NULL)
+		observe(&s->compute, compute_ns);
+	__atomic_add_fetch(&m.flops, (uint64_t)flops, __ATOMIC_RELAXED);
+}
+
+void metrics_inflight(int delta)
+{
+	__atomic_add_fetch(&m.inflight, delta, __ATOMIC_RELAXED);
+}
+
+void metrics_reload(int ok)
+{
+	__atomic_add_fetch(ok ? &m.reloads_ok : &m.reloads_failed, 1, __ATOMIC_RELAXED);
+}
+
+/* A label value with \, " and newline escaped. */
+static void put_label(struct buf *b, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			buf_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			buf_puts(b, "\\n");
+		else
+			buf_add(b, v, 1);
+	}
+}
+
+static void header(struct buf *b, const char *name, const char *type, const char *help)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Histogram samples; labels is "" or `key="value"` (already escaped). */
+static void put_histo(struct buf *b, const char *name, const char *labels, const struct histo *h)
+{
+	uint64_t cum = 0, count, sum;
+	size_t i;
+
+	for (i = 0; i < NBUCKETS; i++) {
+		cum += __atomic_load_n(&h->bucket[i], __ATOMIC_RELAXED);
+		if (i < NBUCKETS - 1)
+			buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
+			           *labels ? "," : "", bounds[i], (unsigned long long)cum);
+		else
+			buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
+			           *labels ? "," : "", (unsigned long long)cum);
+	}
+	count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+	sum = __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
+	/* count can run ahead of the buckets by a racing update: report the
+	 * bucket total so that +Inf always equals _count. */
+	(void)count;
+	buf_printf(b, "%s_sum%s%s%s %.9f\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
+	           (double)sum / 1e9);
+	buf_printf(b, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
+	           (unsigned long long)cum);
+}
+
+static void process_metrics(struct buf *b)
+{
+	struct rusage ru;
+	long rss_pages = 0, vsize = 0, page = sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+	struct dirent *e;
+	FILE *f;
+	DIR *d;
+	int fds = 0;
+
+	getrusage(RUSAGE_SELF, &ru);
+	f = fopen("/proc/self/statm", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld %ld", &vsize, &rss_pages) != 2)
+			vsize = rss_pages = 0;
+		fclose(f);
+	}
+	d = opendir("/proc/self/fd");
+	while (d != NULL && (e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			fds++;
+	if (d != NULL) {
+		closedir(d);
+		fds--; /* the directory stream itself */
+	}
+	header(b, "process_cpu_seconds_total", "counter",
+	       "Total user and system CPU time spent in seconds.");
+	buf_printf(b, "process_cpu_seconds_total %.6f\n",
+	           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+	header(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+	buf_printf(b, "process_resident_memory_bytes %ld\n", rss_pages * page);
+	header(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+	buf_printf(b, "process_virtual_memory_bytes %ld\n", vsize * page);
+	header(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+	buf_printf(b, "process_open_fds %d\n", fds);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		header(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+		buf_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+	}
+	header(b, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	buf_printf(b, "process_start_time_seconds %.3f\n", m.start_time);
+}
+
+void metrics_render(struct buf *b, const struct metrics_gauges *g)
+{
+	char labels[128];
+	size_t e, c;
+	int i, n;
+
+	header(b, "atrousd_build_info", "gauge", "Build information; the value is always 1.");
+	buf_printf(b, "atrousd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	header(b, "atrousd_requests_total", "counter",
+	       "HTTP requests answered, by endpoint and status code.");
+	for (e = 0; e < NENDPOINTS; e++)
+		for (c = 0; c < NCODES; c++) {
+			uint64_t v = __atomic_load_n(&m.requests[e][c], __ATOMIC_RELAXED);
+
+			if (v == 0)
+				continue;
+			if (c < NCODES - 1)
+				buf_printf(b,
+				           "atrousd_requests_total{endpoint=\"%s\",code=\"%d\"} "
+				           "%llu\n",
+				           route_label((enum endpoint)e), codes[c],
+				           (unsigned long long)v);
+			else
+				buf_printf(b,
+				           "atrousd_requests_total{endpoint=\"%s\",code=\"other\"} "
+				           "%llu\n",
+				           route_label((enum endpoint)e), (unsigned long long)v);
+		}
+	header(b, "atrousd_request_duration_seconds", "histogram",
+	       "Time from the request line to the reply, by endpoint.");
+	for (e = 0; e < NENDPOINTS; e++) {
+		if (__atomic_load_n(&m.duration[e].count, __ATOMIC_RELAXED) == 0)
+			continue;
+		snprintf(labels, sizeof(labels), "endpoint=\"%s\"", route_label((enum endpoint)e));
+		put_histo(b, "atrousd_request_duration_seconds", labels, &m.duration[e]);
+	}
+	header(b, "atrousd_queue_duration_seconds", "histogram",
+	       "Time computations waited for a worker.");
+	put_histo(b, "atrousd_queue_duration_seconds", "", &m.queue);
+	header(b, "atrousd_decode_duration_seconds", "histogram",
+	       "Time decoding request bodies into tensors.");
+	put_histo(b, "atrousd_decode_duration_seconds", "", &m.decode);
+	header(b, "atrousd_encode_duration_seconds", "histogram",
+	       "Time encoding results into replies.");
+	put_histo(b, "atrousd_encode_duration_seconds", "", &m.encode);
+	header(b, "atrousd_compute_duration_seconds", "histogram",
+	       "Time computing, by stored model (or native endpoint).");
+	n = __atomic_load_n(&m.nmodels, __ATOMIC_ACQUIRE);
+	for (i = 0; i < n; i++) {
+		struct buf lb = { 0 };
+
+		buf_puts(&lb, "model=\"");
+		put_label(&lb, m.models[i].name);
+		buf_puts(&lb, "\"");
+		buf_add(&lb, "", 1);
+		if (buf_ok(&lb) == 0)
+			put_histo(b, "atrousd_compute_duration_seconds", lb.data,
+			          &m.models[i].compute);
+		buf_free(&lb);
+	}
+	header(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.");
+	buf_printf(b, "atrousd_queue_depth %zu\n", g->queue_depth);
+	header(b, "atrousd_inflight_requests", "gauge", "Requests received and not yet answered.");
+	buf_printf(b, "atrousd_inflight_requests %lld\n",
+	           (long long)__atomic_load_n(&m.inflight, __ATOMIC_RELAXED));
+	header(b, "atrousd_workers", "gauge", "Compute worker threads.");
+	buf_printf(b, "atrousd_workers %d\n", g->workers);
+	header(b, "atrousd_flops_total", "counter",
+	       "Useful floating-point operations computed (multiply-adds x 2).");
+	buf_printf(b, "atrousd_flops_total %llu\n",
+	           (unsigned long long)__atomic_load_n(&m.flops, __ATOMIC_RELAXED));
+	header(b, "atrousd_received_bytes_total", "counter", "Request body bytes received.");
+	buf_printf(b, "atrousd_received_bytes_total %llu\n",
+	           (unsigned long long)__atomic_load_n(&m.bytes_in, __ATOMIC_RELAXED));
+	header(b, "atrousd_sent_bytes_total", "counter", "Reply body bytes sent.");
+	buf_printf(b, "atrousd_sent_bytes_total %llu\n",
+	           (unsigned long long)__atomic_load_n(&m.bytes_out, __ATOMIC_RELAXED));
+	header(b, "atrousd_models_loaded", "gauge", "Stored models being served.");
+	buf_printf(b, "atrousd_models_loaded %zu\n", g->models_loaded);
+	header(b, "atrousd_model_reloads_total", "counter",
+	       "Model directory reloads, by result (failure: some model did not load).");
+	buf_printf(b, "atrousd_model_reloads_total{result=\"success\"} %llu\n",
+	           (unsigned long long)__atomic_load_n(&m.reloads_ok, __ATOMIC_RELAXED));
+	buf_printf(b, "atrousd_model_reloads_total{result=\"failure\"} %llu\n",
+	           (unsigned long long)__atomic_load_n(&m.reloads_failed, __ATOMIC_RELAXED));
+	process_metrics(b);
+}

@@ -1,0 +1,47 @@
+/* metrics.h - counters and histograms for Prometheus, text format 0.0.4.
+ *
+ * Updates are relaxed atomic additions on fixed arrays (no lock on the hot
+ * path); the exposition walks them at scrape time.  Histogram buckets are
+ * cumulative on output only.
+ */
+#ifndef ATROUSD_METRICS_H
+#define ATROUSD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "route.h"
+
+/* Values read at scrape time from the other subsystems. */
+struct metrics_gauges {
+	size_t queue_depth;
+	int workers;
+	size_t models_loaded;
+};
+
+/* Record the process start; call once before threads start. */
+void metrics_init(void);
+
+/* One finished HTTP request: endpoint, status, duration, body bytes. */
+void metrics_request(enum endpoint ep, int status, uint64_t total_ns, size_t bytes_in,
+                     size_t bytes_out);
+
+/* The stages of one successful computation; model names the stored model or
+ * the native endpoint. */
+void metrics_compute(const char *model, uint64_t queue_ns, uint64_t decode_ns, uint64_t compute_ns,
+                     uint64_t encode_ns, double flops);
+
+/* A request entered (+1) or left (-1) the compute path. */
+void metrics_inflight(int delta);
+
+/* One model reload, successful (every model loaded) or not. */
+void metrics_reload(int ok);
+
+/* Append the whole exposition. */
+void metrics_render(struct buf *b, const struct metrics_gauges *g);
+
+/* The Content-Type of the exposition. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+#endif
