@@ -24,6 +24,7 @@ static const struct fixed fixed[] = {
 	{ "/v2/health/ready", "GET", EP_READY, 0, 0 },
 	{ "/v2/models/stats", "GET", EP_STATS_ALL, 0, 0 },
 	{ "/healthz", "GET", EP_LIVE, 0, 0 },
+	{ "/metrics", "GET", EP_METRICS, 0, 0 },
 };
 
 static int method_is(const char *method, const char *want)
