@@ -251,6 +251,10 @@ int main(int argc, char **argv)
 		config_print_sample(stdout);
 		config_clear(&cfg);
 		return 0;
+	case CONFIG_MAN:
+		config_print_man(stdout);
+		config_clear(&cfg);
+		return 0;
 	default: break;
 	}
 	rc = config_validate(&cfg, err);

@@ -224,6 +224,7 @@ static struct option *make_longopts(void)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "print-sample-config", no_argument, NULL, 'S' },
+		{ "print-man-keys", no_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct option *lo = calloc(NOPTIONS + sizeof(actions) / sizeof(actions[0]), sizeof(*lo));
@@ -258,12 +259,13 @@ int config_load_args(struct config *c, int argc, char **argv, enum config_action
 				free(c->config_file);
 				c->config_file = strdup(optarg);
 				rc = c->config_file ? config_load_file(c, optarg, err) : -ENOMEM;
-			} else if (pass == 0 &&
-			           (opt == 'h' || opt == 'V' || opt == 'C' || opt == 'S')) {
+			} else if (pass == 0 && (opt == 'h' || opt == 'V' || opt == 'C' ||
+			                         opt == 'S' || opt == 'M')) {
 				*action = opt == 'h'   ? CONFIG_HELP
 				          : opt == 'V' ? CONFIG_VERSION
 				          : opt == 'C' ? CONFIG_CHECK
-				                       : CONFIG_SAMPLE;
+				          : opt == 'S' ? CONFIG_SAMPLE
+				                       : CONFIG_MAN;
 			} else if (pass == 1 && opt >= 1000) {
 				rc = set_option(c, &options[opt - 1000], optarg, err);
 			}
@@ -345,5 +347,42 @@ void config_print_sample(FILE *f)
 		if (options[i].doc != NULL)
 			fprintf(f, "# %s\n", options[i].doc);
 		fprintf(f, "%s = %s\n", options[i].key, options[i].def);
+	}
+}
+
+/* Text with roff's special characters escaped: '-' and '\\'. */
+static void roff(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '-' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+}
+
+void config_print_man(FILE *f)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++) {
+		fputs(".TP\n.B ", f);
+		roff(f, options[i].key);
+		fputs(" = \\fI", f);
+		roff(f, options[i].metavar);
+		fputs("\\fR\n", f);
+		roff(f, options[i].help);
+		fputs(".\n", f);
+		if (options[i].doc != NULL) {
+			roff(f, options[i].doc);
+			fputc('\n', f);
+		}
+		fputs("Default: ", f);
+		if (options[i].def[0])
+			roff(f, options[i].def);
+		else
+			fputs("empty", f);
+		fputs(". Flag: \\fB\\-\\-", f);
+		roff(f, options[i].flag);
+		fputs("\\fR.\n", f);
 	}
 }

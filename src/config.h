@@ -38,7 +38,14 @@ struct config {
 	unsigned retry_after;
 };
 
-enum config_action { CONFIG_RUN, CONFIG_CHECK, CONFIG_HELP, CONFIG_VERSION, CONFIG_SAMPLE };
+enum config_action {
+	CONFIG_RUN,
+	CONFIG_CHECK,
+	CONFIG_HELP,
+	CONFIG_VERSION,
+	CONFIG_SAMPLE,
+	CONFIG_MAN
+};
 
 /* Fill in the documented defaults. */
 void config_defaults(struct config *c);
@@ -62,6 +69,9 @@ void config_print_help(FILE *f);
 
 /* Print the sample configuration file, generated from the option table. */
 void config_print_sample(FILE *f);
+
+/* Print the keys as man(7) .TP entries, for atrousd.conf(5). */
+void config_print_man(FILE *f);
 
 /* Free the strings in c. */
 void config_clear(struct config *c);

@@ -323,6 +323,8 @@ static void job_run(void *arg)
 
 		api_run(h->api, &ar, &r);
 	}
+	/* Leave the in-flight gauge before the client can see the reply. */
+	metrics_inflight(-1);
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
 		rq->reply = r;
@@ -333,7 +335,6 @@ static void job_run(void *arg)
 		reply_clear(&r);
 	}
 	pthread_mutex_unlock(&h->lock);
-	metrics_inflight(-1);
 	request_unref(h, rq);
 }
 
