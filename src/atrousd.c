@@ -8,6 +8,8 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -89,28 +91,57 @@ static void describe_fd(int fd, char *bound, size_t len, int *port)
 	}
 }
 
+/* Signals arrive through a pipe: a handler may run on any thread (libraries
+ * start threads before main can block anything), the main loop reads them. */
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	unsigned char c = (unsigned char)sig;
+	int saved = errno;
+
+	if (write(signal_pipe[1], &c, 1) < 0) {
+		/* The pipe is full: signals are already pending. */
+	}
+	errno = saved;
+}
+
+static int catch_signals(char *err)
+{
+	struct sigaction sa;
+
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return err_set(err, -errno, "pipe: %s", strerror(errno));
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
 /* Wait for a signal; with a watchdog, wake up to ping it while the workers
  * make progress (a stuck queue stops the pings and lets systemd restart us). */
-static int wait_signal(const sigset_t *sigs, struct pool *pool, uint64_t wd_usec)
+static int wait_signal(struct pool *pool, uint64_t wd_usec)
 {
 	static uint64_t last_done;
 	static int stalled;
-	struct timespec ts;
-	int sig;
+	struct pollfd pfd = { signal_pipe[0], POLLIN, 0 };
+	/* Ping every half interval (at least every millisecond). */
+	int timeout = wd_usec == 0 ? -1 : wd_usec < 2000 ? 1 : (int)(wd_usec / 2 / 1000);
 
-	if (wd_usec == 0) {
-		while (sigwait(sigs, &sig) != 0)
-			;
-		return sig;
-	}
-	ts.tv_sec = (time_t)(wd_usec / 2 / 1000000);
-	ts.tv_nsec = (long)(wd_usec / 2 % 1000000 * 1000);
 	for (;;) {
+		unsigned char c;
 		uint64_t done;
+		int n = poll(&pfd, 1, timeout);
 
-		sig = sigtimedwait(sigs, NULL, &ts);
-		if (sig > 0)
-			return sig;
+		if (n > 0 && read(signal_pipe[0], &c, 1) == 1)
+			return c;
+		if (n < 0 || wd_usec == 0)
+			continue;
 		done = pool_completed(pool);
 		stalled = pool_queued(pool) > 0 && done == last_done ? stalled + 1 : 0;
 		last_done = done;
@@ -128,19 +159,15 @@ static int serve(struct config *cfg)
 	struct http *http = NULL, *mhttp = NULL;
 	struct api api = { 0 };
 	char err[ERR_LEN], bound[160], mbound[160], status[256];
-	sigset_t sigs;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = cfg->threads ? (int)cfg->threads : (ncpu > 0 ? (int)ncpu : 1);
 	int fd = -1, mfd = -1, port = 0, mport, sig, rc;
 	size_t left;
 
-	/* Signals are taken synchronously by this thread only. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (catch_signals(err) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
 	json_object_seed(0);
 	metrics_init();
 
@@ -189,7 +216,7 @@ static int serve(struct config *cfg)
 	snprintf(status, sizeof(status), "serving %zu model(s) on %s with %d workers",
 	         models_count(models), bound, threads);
 	notify_ready(status);
-	while ((sig = wait_signal(&sigs, pool, notify_watchdog_usec())) == SIGHUP)
+	while ((sig = wait_signal(pool, notify_watchdog_usec())) == SIGHUP)
 		reload(models, "SIGHUP");
 	log_info("%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	         cfg->drain_timeout);

@@ -119,7 +119,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (rq->method[0] != '\0') {
 		uint64_t total = api_now_ns() - rq->t.start;
 
-		metrics_request(rq->route.ep, rq->status, total, rq->body.len, rq->bytes_out);
+		/* Replies are counted when queued; this is a request closed
+		 * without one (a body over the limit, a client gone). */
+		if (rq->status == 0)
+			metrics_request(rq->route.ep, 0, total, rq->body.len, 0);
 		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
 		         rq->status, rq->body.len, rq->bytes_out,
 		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
@@ -165,6 +168,7 @@ static enum MHD_Result send_reply(struct request *rq)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	rq->status = r->status;
 	rq->bytes_out = r->len;
+	metrics_request(rq->route.ep, r->status, api_now_ns() - rq->t.start, rq->body.len, r->len);
 	if (r->request_id[0])
 		snprintf(rq->request_id, sizeof(rq->request_id), "%s", r->request_id);
 	ret = MHD_queue_response(rq->conn, (unsigned int)r->status, resp);
