@@ -31,6 +31,7 @@ struct nparse {
 	int64_t dim[TENSOR_MAX_RANK];
 	int seen[TENSOR_MAX_RANK];
 	int64_t max_elements;
+	size_t arrays; /* brackets opened */
 	char *err;
 };
 
@@ -95,6 +96,7 @@ static int np_level(struct nparse *np, const char **pp, const char *end, int lev
 	int64_t n = 0;
 	int arrays, rc;
 
+	np->arrays++;
 	if (level >= TENSOR_MAX_RANK)
 		return NOT_NUMERIC;
 	if (p < end && *p == ']') {
@@ -168,7 +170,7 @@ static int doc_add_fast(struct codec_doc *doc, struct tensor *t, size_t *idx)
 /* Try the fast path at p (a '['): 0 with *next set when the array was taken
  * (a placeholder is appended to env), NOT_NUMERIC, or a negative error. */
 static int scan_array(struct codec_doc *doc, const char *p, const char *end, struct buf *env,
-                      const char **next, char *err)
+                      const char **next, size_t *small, char *err)
 {
 	struct nparse np = { 0 };
 	struct tensor *t;
@@ -185,6 +187,7 @@ static int scan_array(struct codec_doc *doc, const char *p, const char *end, str
 		free(np.data);
 		if (rc == 0) {
 			*next = q; /* small: jansson parses it, skip re-scanning */
+			*small = np.count + np.arrays;
 			return NOT_NUMERIC;
 		}
 		*next = p + 1;
@@ -221,6 +224,7 @@ static const char *skip_string(const char *p, const char *end)
 static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf *env, char *err)
 {
 	const char *p = body, *end = body + len, *copied = body;
+	size_t values = 0; /* JSON values left for jansson: bounds its memory */
 	int depth = 0, rc;
 
 	while (p < end) {
@@ -228,10 +232,11 @@ static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf 
 		case '"': p = skip_string(p, end); continue;
 		case '[': {
 			const char *next = p + 1;
+			size_t small = 0;
 
 			buf_add(env, copied, (size_t)(p - copied));
 			copied = p;
-			rc = scan_array(doc, p, end, env, &next, err);
+			rc = scan_array(doc, p, end, env, &next, &small, err);
 			if (rc < 0)
 				return rc;
 			if (rc == 0) {
@@ -239,6 +244,7 @@ static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf 
 				continue;
 			}
 			if (next != p + 1) { /* a small numeric array, balanced */
+				values += small;
 				p = next;
 				continue;
 			}
@@ -248,11 +254,19 @@ static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf 
 			if (++depth > CODEC_MAX_DEPTH)
 				return err_set(err, -EINVAL, "JSON nesting deeper than %d",
 				               CODEC_MAX_DEPTH);
+			values++;
 			break;
 		case ']':
 		case '}': depth--; break;
+		case ',': values++; break;
 		default: break;
 		}
+		if (values > CODEC_MAX_VALUES)
+			return err_set(
+			        err, -E2BIG,
+			        "more than %d JSON values outside tensor arrays; send large data "
+			        "as numeric arrays or base64",
+			        CODEC_MAX_VALUES);
 		p++;
 	}
 	buf_add(env, copied, (size_t)(end - copied));

@@ -26,6 +26,9 @@
 #define CODEC_FAST_MIN 16
 /* Deepest bracket nesting accepted in a body. */
 #define CODEC_MAX_DEPTH 32
+/* Most JSON values left to jansson (objects, arrays, their members, small
+ * arrays' numbers): bounds its memory (about 40-230 bytes per value). */
+#define CODEC_MAX_VALUES 65536
 
 enum codec_enc { CODEC_FLAT, CODEC_NESTED, CODEC_B64 };
 
