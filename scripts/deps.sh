@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libmicrohttpd-dev libjansson-dev libopenblas-dev libinih-dev check
       libsystemd-dev python3-numpy python3-geventhttpclient clang-format curl
-      groff-base prometheus nginx-light systemd"
+      groff-base prometheus nginx-light systemd valgrind clang libclang-rt-14-dev wrk"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -17,7 +17,7 @@ char *buf_reserve(struct buf *b, size_t n)
 
 	if (b->broken)
 		return NULL;
-	if (n <= b->cap - b->len)
+	if (b->data != NULL && n <= b->cap - b->len)
 		return b->data + b->len;
 	if (n > SIZE_MAX / 2 - b->len) {
 		b->broken = 1;

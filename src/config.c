@@ -215,6 +215,21 @@ int config_load_file(struct config *c, const char *path, char *err)
 	return 0;
 }
 
+int config_load_string(struct config *c, const char *text, char *err)
+{
+	struct ini_ctx ctx = { c, err, 0 };
+	char msg[ERR_LEN] = "syntax error";
+	int line;
+
+	ctx.err = msg;
+	line = ini_parse_string(text, on_ini_line, &ctx);
+	if (line == -2)
+		return err_set(err, -ENOMEM, "out of memory");
+	if (line != 0)
+		return err_set(err, -EINVAL, "line %d: %s", line, msg);
+	return 0;
+}
+
 /* Long options: every table entry plus the actions. */
 static struct option *make_longopts(void)
 {

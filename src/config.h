@@ -53,6 +53,9 @@ void config_defaults(struct config *c);
 /* Read the INI file at path into c; errors name the file and line. */
 int config_load_file(struct config *c, const char *path, char *err);
 
+/* Read settings from INI text (as config_load_file does from a file). */
+int config_load_string(struct config *c, const char *text, char *err);
+
 /* Apply the command line: --config first (the file), then every other flag
  * overrides it.  *action says what main should do. */
 int config_load_args(struct config *c, int argc, char **argv, enum config_action *action,

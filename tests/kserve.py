@@ -387,6 +387,25 @@ def test_crash_safety(token):
         if not which or leftovers:
             print("# round %d: status %d, leftovers %s" % (i, st, leftovers))
     R.check(all(o is not None for o in outcomes), "after kill -9 mid-upload the model is always whole: %s" % outcomes)
+    # kill -9 in the middle of reloads: the directory is only read, the
+    # model is served whole after every restart.
+    whole = []
+    for i in range(4):
+        d = Daemon("--models", root, "--admin-token-file", token)
+        for _ in range(3):
+            d.proc.send_signal(signal.SIGHUP)
+            d.request("POST", "/v1/models/reload", b"", headers=auth)
+        time.sleep(random.uniform(0.0, 0.05))
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        d.log.close()
+        shutil.rmtree(d.dir, ignore_errors=True)
+        d = Daemon("--models", root, "--admin-token-file", token)
+        st, hdr, data = infer(d, "m", *infer_body(x, name="x", outputs=[{"name": "y"}]))
+        got = parse_infer(hdr, data)[1]["y"] if st == 200 else None
+        whole.append(got is not None and any(close(got, r, quiet=True) for r in refs))
+        d.stop()
+    R.check(all(whole), "after kill -9 during reloads the model is served whole: %s" % whole)
     shutil.rmtree(root, ignore_errors=True)
 
 
