@@ -45,6 +45,8 @@ struct conv_plan {
 	const float *filters; /* borrowed */
 	const float *bias;    /* borrowed, may be NULL */
 	int64_t out_off, out_stride;
+	int accumulate, skip_center;
+	int64_t ci, cj; /* the centre tap when skip_center, else -1 */
 	struct seg *rows, *cols;
 	size_t nrows, ncols;
 	struct task *tasks;
@@ -214,6 +216,19 @@ static int64_t taps(const struct seg *s)
 	return s->thi >= s->tlo ? s->thi - s->tlo + 1 : 0;
 }
 
+/* Does the region's tap rectangle hold the skipped centre tap? */
+static int has_center(const struct conv_plan *p, const struct seg *sr, const struct seg *sc)
+{
+	return p->skip_center && sr->tlo <= p->ci && p->ci <= sr->thi && sc->tlo <= p->cj &&
+	       p->cj <= sc->thi;
+}
+
+/* Columns of a region's im2col row: its taps (less the centre) times C. */
+static int64_t region_k(const struct conv_plan *p, const struct seg *sr, const struct seg *sc)
+{
+	return (taps(sr) * taps(sc) - has_center(p, sr, sc)) * p->c;
+}
+
 static int plan_tasks(struct conv_plan *p, char *err)
 {
 	size_t cap = 0, r;
@@ -222,7 +237,7 @@ static int plan_tasks(struct conv_plan *p, char *err)
 	p->scratch = 0;
 	for (r = 0; r < p->nrows * p->ncols; r++) {
 		const struct seg *sr = &p->rows[r / p->ncols], *sc = &p->cols[r % p->ncols];
-		int64_t pixels = sr->len * sc->len, k = taps(sr) * taps(sc) * p->c;
+		int64_t pixels = sr->len * sc->len, k = region_k(p, sr, sc);
 		int64_t per = k + p->o, m;
 
 		if (k > INT_MAX || p->o > INT_MAX)
@@ -241,6 +256,8 @@ static int plan_tasks(struct conv_plan *p, char *err)
 		if (k > 0 && (size_t)(m * per) * sizeof(float) > p->scratch)
 			p->scratch = (size_t)(m * per) * sizeof(float);
 		p->useful += 2.0 * (double)p->n * (double)pixels * (double)k * (double)p->o;
+		if (k == 0 && p->accumulate)
+			continue; /* nothing to add */
 		for (n = 0; n < p->n; n++) {
 			int64_t p0;
 
@@ -296,6 +313,14 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 	p->bias = bias ? bias->data : NULL;
 	p->out_off = layout ? layout->channel_offset : 0;
 	p->out_stride = layout ? layout->pixel_stride : p->o;
+	p->accumulate = layout ? layout->accumulate : 0;
+	p->skip_center = layout ? layout->skip_center : 0;
+	p->ci = p->skip_center ? (p->kh - 1) / 2 : -1;
+	p->cj = p->skip_center ? (p->kw - 1) / 2 : -1;
+	if (p->skip_center && (s->padding != CONV_SAME || p->kh % 2 == 0 || p->kw % 2 == 0)) {
+		rc = err_set(err, -EINVAL, "skip_center needs an odd kernel and SAME padding");
+		goto fail;
+	}
 	if (p->out_off < 0 || p->out_stride < p->out_off + p->o) {
 		rc = err_set(err, -EINVAL,
 		             "output layout offset %lld stride %lld cannot hold %lld channels",
@@ -398,6 +423,8 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 			        in + ((t->n * p->h + y - p->pt + ti * p->rh) * p->w) * p->c;
 
 			for (tj = sc->tlo; tj <= sc->thi; tj++) {
+				if (ti == p->ci && tj == p->cj)
+					continue; /* the centre, computed apart */
 				memcpy(row, src + (x - p->pl + tj * p->rw) * p->c,
 				       (size_t)p->c * sizeof(float));
 				row += p->c;
@@ -437,19 +464,31 @@ static void finish_pixel(const struct conv_plan *p, float *dst, const float *src
 	}
 }
 
+/* One sgemm over a run of consecutive taps j0..j1 of filter row r; beta 0
+ * for the first run of a task unless adding into the output. */
+static void gemm_run(const struct conv_plan *p, int64_t m, const float *a, int64_t lda, int64_t col,
+                     int64_t r, int64_t j0, int64_t j1, float beta, float *c, int64_t ldc)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o,
+	            (int)((j1 - j0 + 1) * p->c), 1.0f, a + col, (int)lda,
+	            p->filters + (r * p->kw + j0) * p->c * p->o, (int)p->o, beta, c, (int)ldc);
+}
+
 void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
                         void *scratch)
 {
 	const struct task *t = &p->tasks[ti];
 	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
-	int64_t ni = taps(sr), nj = taps(sc), k = ni * nj * p->c, m = t->p1 - t->p0;
+	int64_t ni = taps(sr), nj = taps(sc), k = region_k(p, sr, sc), m = t->p1 - t->p0;
 	int64_t y0 = sr->start + t->p0 / sc->len, x0 = sc->start + t->p0 % sc->len;
-	int direct_out = full_width(p, sc);
+	int direct_out = full_width(p, sc), first_gemm = 1;
 	const float *a = scratch;
 	float *c, *first = out + ((t->n * p->oh + y0) * p->ow + x0) * p->out_stride + p->out_off;
-	int64_t i, q, r, lda = k, ldc;
+	int64_t i, q, r, lda = k, ldc, col = 0;
 
 	if (k == 0) {
+		if (p->accumulate)
+			return;
 		for (i = t->p0; i < t->p1; i++) {
 			int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
 			float *dst =
@@ -471,25 +510,64 @@ void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, f
 	}
 	c = direct_out ? first : (float *)scratch + m * k;
 	ldc = direct_out ? p->out_stride : p->o;
-	if (nj == p->kw) {
+#define BETA (p->accumulate && direct_out ? 1.0f : first_gemm ? 0.0f : 1.0f)
+	if (nj == p->kw && !has_center(p, sr, sc)) {
 		/* Whole filter rows: the taps' weights are one contiguous block. */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o, (int)k,
 		            1.0f, a, (int)lda, p->filters + sr->tlo * p->kw * p->c * p->o,
-		            (int)p->o, 0.0f, c, (int)ldc);
+		            (int)p->o, BETA, c, (int)ldc);
 	} else {
-		for (r = sr->tlo; r <= sr->thi; r++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o,
-			            (int)(nj * p->c), 1.0f, a + (r - sr->tlo) * nj * p->c, (int)lda,
-			            p->filters + (r * p->kw + sc->tlo) * p->c * p->o, (int)p->o,
-			            r == sr->tlo ? 0.0f : 1.0f, c, (int)ldc);
+		for (r = sr->tlo; r <= sr->thi; r++) {
+			if (r == p->ci && sc->tlo <= p->cj && p->cj <= sc->thi) {
+				/* The centre is left out: the taps either side of it. */
+				if (p->cj > sc->tlo) {
+					gemm_run(p, m, a, lda, col, r, sc->tlo, p->cj - 1, BETA, c,
+					         ldc);
+					col += (p->cj - sc->tlo) * p->c;
+					first_gemm = 0;
+				}
+				if (p->cj < sc->thi) {
+					gemm_run(p, m, a, lda, col, r, p->cj + 1, sc->thi, BETA, c,
+					         ldc);
+					col += (sc->thi - p->cj) * p->c;
+					first_gemm = 0;
+				}
+				continue;
+			}
+			gemm_run(p, m, a, lda, col, r, sc->tlo, sc->thi, BETA, c, ldc);
+			col += nj * p->c;
+			first_gemm = 0;
+		}
 	}
+#undef BETA
+	if (p->accumulate && direct_out)
+		return;
 	for (q = 0; q < m; q++) {
 		int64_t y = sr->start + (t->p0 + q) / sc->len,
 		        x = sc->start + (t->p0 + q) % sc->len;
 		float *dst = out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
 
-		finish_pixel(p, dst, direct_out ? dst : c + q * p->o);
+		if (p->accumulate) {
+			const float *src = c + q * p->o;
+			int64_t o;
+
+			for (o = 0; o < p->o; o++)
+				dst[o] += src[o];
+		} else {
+			finish_pixel(p, dst, direct_out ? dst : c + q * p->o);
+		}
 	}
+}
+
+void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
+{
+	struct conv_plan p;
+
+	memset(&p, 0, sizeof(p));
+	p.o = n;
+	p.bias = bias;
+	p.act = act;
+	finish_pixel(&p, dst, dst);
 }
 
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,

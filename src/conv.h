@@ -39,6 +39,12 @@ struct conv_spec {
 struct conv_out_layout {
 	int64_t channel_offset;
 	int64_t pixel_stride;
+	/* Add into the output instead of writing it; no bias, no activation
+	 * (the caller finishes with conv_bias_act). */
+	int accumulate;
+	/* Leave out the centre tap (odd kernels, SAME padding): the caller
+	 * computes it for all pixels at once (ASPP branch fusion). */
+	int skip_center;
 };
 
 struct conv_plan;
@@ -80,6 +86,10 @@ void conv_plan_run_task(const struct conv_plan *p, size_t i, const float *in, fl
 /* Run the plan: in is the value's data, out the output's; 0 or -errno. */
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
                   const struct par_runner *runner);
+
+/* dst[i] = act(dst[i] + bias[i]) for i < n (bias may be NULL), vectorised;
+ * ReLU keeps NaN so that an overflowed result is still reported. */
+void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act);
 
 /* Plan, allocate the output and run in one call; *out is owned by the caller. */
 int conv_atrous2d(const struct tensor *value, const struct tensor *filters,

@@ -309,7 +309,7 @@ START_TEST(test_layout)
 	/* Writing into a channel slice of a wider tensor leaves the rest alone. */
 	struct tensor *x = rand_tensor(4, 2, 5, 6, 3, 1), *f = rand_tensor(4, 3, 2, 3, 4, 2);
 	struct conv_spec s = { 2, 1, CONV_SAME, CONV_ACT_NONE };
-	struct conv_out_layout lay = { 3, 10 };
+	struct conv_out_layout lay = { .channel_offset = 3, .pixel_stride = 10 };
 	struct tensor *y, *wide;
 	struct conv_plan *p;
 	int64_t wd[4] = { 2, 5, 6, 10 };
@@ -341,6 +341,74 @@ START_TEST(test_layout)
 }
 END_TEST
 
+START_TEST(test_skip_center_accumulate)
+{
+	/* Centre tap computed separately + the other taps accumulated + bias and
+	 * ReLU afterwards == the whole convolution (the ASPP fusion contract). */
+	static const int64_t ks[] = { 1, 3, 5 }, rates[] = { 1, 2, 5, 40 };
+	size_t a, b;
+
+	for (a = 0; a < 3; a++)
+		for (b = 0; b < 4; b++) {
+			int64_t k = ks[a], r = rates[b];
+			struct tensor *x = rand_tensor(4, 2, 9, 11, 3, (uint64_t)(k + r));
+			struct tensor *f = rand_tensor(4, k, k, 3, 4, (uint64_t)(k * r));
+			struct tensor *bias = rand_tensor(1, 4, 0, 0, 0, 5), *center, *y;
+			struct conv_spec s1 = { 1, 1, CONV_SAME, CONV_ACT_NONE };
+			struct conv_spec s = { r, r, CONV_SAME, CONV_ACT_RELU };
+			struct conv_out_layout lay = { .channel_offset = 2,
+				                       .pixel_stride = 7,
+				                       .accumulate = 1,
+				                       .skip_center = 1 };
+			int64_t cd[4] = { 1, 1, 3, 4 }, wd[4] = { 2, 9, 11, 7 }, px, o;
+			double *ref, *mag;
+			int64_t od[4];
+			struct tensor *wide;
+			struct conv_plan *p;
+			char err[ERR_LEN];
+
+			/* centre = the 1x1 filter at the middle tap */
+			ck_assert_int_eq(tensor_new(&center, 4, cd, err), 0);
+			memcpy(center->data, f->data + ((k / 2) * k + k / 2) * 12,
+			       12 * sizeof(float));
+			ck_assert_int_eq(conv_atrous2d(x, center, NULL, &s1, NULL, &y, err), 0);
+			ck_assert_int_eq(tensor_new(&wide, 4, wd, err), 0);
+			for (px = 0; px < 2 * 9 * 11; px++)
+				for (o = 0; o < 4; o++)
+					wide->data[px * 7 + 2 + o] = y->data[px * 4 + o];
+			ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, err), 0);
+			ck_assert_int_eq(conv_plan_run(p, x->data, wide->data, NULL), 0);
+			conv_plan_free(p);
+			for (px = 0; px < 2 * 9 * 11; px++)
+				conv_bias_act(wide->data + px * 7 + 2, bias->data, 4,
+				              CONV_ACT_RELU);
+			ck_assert_int_eq(ref_atrous2d(x->data, x->dim, f->data, f->dim, bias->data,
+			                              r, r, 1, 1, &ref, &mag, od),
+			                 0);
+			for (px = 0; px < 2 * 9 * 11; px++)
+				for (o = 0; o < 4; o++)
+					ck_assert_msg(
+					        fabs(wide->data[px * 7 + 2 + o] -
+					             ref[px * 4 + o]) <=
+					                (double)(k * k * 3 + 3) * ldexp(1.0, -24) *
+					                                mag[px * 4 + o] +
+					                        1e-7,
+					        "k %lld rate %lld pixel %lld o %lld: %g vs %g",
+					        (long long)k, (long long)r, (long long)px,
+					        (long long)o, (double)wide->data[px * 7 + 2 + o],
+					        ref[px * 4 + o]);
+			free(ref);
+			free(mag);
+			tensor_free(wide);
+			tensor_free(y);
+			tensor_free(center);
+			tensor_free(bias);
+			tensor_free(f);
+			tensor_free(x);
+		}
+}
+END_TEST
+
 static Suite *conv_suite(void)
 {
 	Suite *s = suite_create("conv");
@@ -357,6 +425,7 @@ static Suite *conv_suite(void)
 	tcase_add_test(tc, test_empty_value);
 	tcase_add_test(tc, test_regions_skip_padding);
 	tcase_add_test(tc, test_layout);
+	tcase_add_test(tc, test_skip_center_accumulate);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("errors");
 	tcase_add_test(tc, test_errors);

@@ -218,6 +218,55 @@ START_TEST(test_aspp_order_without_extras)
 }
 END_TEST
 
+START_TEST(test_aspp_fused)
+{
+	/* Input at least GRAPH_FUSION_RATIO times wider than every branch: the
+	 * centre taps run as one GEMM, the other taps accumulate, bias and ReLU
+	 * come last.  Odd kernels of 1, 3 and 5, a rate beyond the map. */
+	struct tensor *x = add("x", 4, 2, 7, 9, 16), *b0 = add("b0", 4, 1, 1, 16, 3);
+	struct tensor *b1 = add("b1", 4, 3, 3, 16, 4), *b2 = add("b2", 4, 3, 3, 16, 2);
+	struct tensor *b3 = add("b3", 4, 5, 5, 16, 3), *z0 = add("z0", 1, 3, 0, 0, 0);
+	struct tensor *z2 = add("z2", 1, 2, 0, 0, 0), *out;
+	json_t *layer =
+	        parse("{\"branches\":[{\"filters\":\"b0\",\"rate\":1,\"bias\":\"z0\","
+	              "\"activation\":\"relu\"},{\"filters\":\"b1\",\"rate\":2,\"activation\":"
+	              "\"relu\"},{\"filters\":\"b2\",\"rate\":12,\"bias\":\"z2\"},{\"filters\":"
+	              "\"b3\",\"rate\":1,\"activation\":\"relu\"}]}");
+	struct tensor *fs[4] = { b0, b1, b2, b3 }, *bs[4] = { z0, NULL, z2, NULL };
+	int64_t rates[4] = { 1, 2, 12, 1 }, rd[4], p, o, off = 0;
+	int relu[4] = { 1, 1, 0, 1 }, k;
+	struct graph_stats st;
+	struct graph *g;
+	char err[ERR_LEN];
+
+	ck_assert_int_eq(graph_parse_layer(&g, layer, "aspp", getter, NULL, err), 0);
+	ck_assert_int_eq(graph_run(g, x, NULL, &out, &st, err), 0);
+	ck_assert_int_eq(out->dim[3], 12);
+	ck_assert(st.useful_flops > 0 && st.useful_flops <= st.nominal_flops);
+	for (k = 0; k < 4; k++) {
+		double *r, *m;
+		int64_t no = fs[k]->dim[3];
+
+		ck_assert_int_eq(ref_atrous2d(x->data, x->dim, fs[k]->data, fs[k]->dim,
+		                              bs[k] ? bs[k]->data : NULL, rates[k], rates[k], 1,
+		                              relu[k], &r, &m, rd),
+		                 0);
+		for (p = 0; p < 2 * 7 * 9; p++)
+			for (o = 0; o < no; o++)
+				ck_assert_msg(fabs(out->data[p * 12 + off + o] - r[p * no + o]) <=
+				                      1e-5 * m[p * no + o] + 1e-7,
+				              "branch %d pixel %lld", k, (long long)p);
+		off += no;
+		free(r);
+		free(m);
+	}
+	tensor_free(out);
+	graph_free(g);
+	json_decref(layer);
+	clear_table();
+}
+END_TEST
+
 START_TEST(test_sequential)
 {
 	struct tensor *x = add("x", 4, 2, 10, 9, 3), *f1 = add("f1", 4, 3, 3, 3, 4);
@@ -369,6 +418,7 @@ int main(void)
 
 	tcase_add_test(tc, test_aspp_full);
 	tcase_add_test(tc, test_aspp_order_without_extras);
+	tcase_add_test(tc, test_aspp_fused);
 	tcase_add_test(tc, test_sequential);
 	tcase_add_test(tc, test_errors);
 	suite_add_tcase(s, tc);
