@@ -22,7 +22,11 @@
 /* Tiling policy: at least this many tiles per large region, each at least
  * this many output pixels (small regions stay whole). */
 #define CONV_MIN_SPLIT 4
-#define CONV_MIN_TILE  128
+/* Plans below this many nominal FLOPs with more regions than this run as one
+ * zero-padded region (see use_padded). */
+#define CONV_PADDED_MAX_FLOPS   5e7
+#define CONV_PADDED_MIN_REGIONS 9
+#define CONV_MIN_TILE           128
 
 struct seg {
 	int64_t start, len; /* output positions [start, start + len) */
@@ -46,6 +50,7 @@ struct conv_plan {
 	const float *bias;    /* borrowed, may be NULL */
 	int64_t out_off, out_stride;
 	int accumulate, skip_center;
+	int padded;     /* one region over all taps; im2col writes zeros for padding */
 	int64_t ci, cj; /* the centre tap when skip_center, else -1 */
 	struct seg *rows, *cols;
 	size_t nrows, ncols;
@@ -229,6 +234,16 @@ static int64_t region_k(const struct conv_plan *p, const struct seg *sr, const s
 	return (taps(sr) * taps(sc) - has_center(p, sr, sc)) * p->c;
 }
 
+/* Small convolutions split into many small regions run faster as one
+ * zero-padded region: one GEMM instead of dozens of tiny ones. */
+static int use_padded(const struct conv_plan *p)
+{
+	size_t regions = p->nrows * p->ncols;
+
+	return !p->accumulate && !p->skip_center && regions > CONV_PADDED_MIN_REGIONS &&
+	       p->nominal < CONV_PADDED_MAX_FLOPS && p->oh > 0 && p->ow > 0;
+}
+
 static int plan_tasks(struct conv_plan *p, char *err)
 {
 	size_t cap = 0, r;
@@ -334,7 +349,25 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 		rc = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (p->n > 0) {
+	if (use_padded(p)) {
+		/* One region with every tap, reading zeros for the padding. */
+		double useful = 0;
+		size_t r;
+
+		for (r = 0; r < p->nrows * p->ncols; r++)
+			useful += 2.0 * (double)p->n *
+			          (double)(p->rows[r / p->ncols].len * p->cols[r % p->ncols].len) *
+			          (double)region_k(p, &p->rows[r / p->ncols],
+			                           &p->cols[r % p->ncols]) *
+			          (double)p->o;
+		p->rows[0] = (struct seg){ 0, p->oh, 0, p->kh - 1 };
+		p->cols[0] = (struct seg){ 0, p->ow, 0, p->kw - 1 };
+		p->nrows = p->ncols = 1;
+		p->padded = 1;
+		if (p->n > 0 && (rc = plan_tasks(p, err)) < 0)
+			goto fail;
+		p->useful = useful;
+	} else if (p->n > 0) {
 		rc = plan_tasks(p, err);
 		if (rc < 0)
 			goto fail;
@@ -412,6 +445,7 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
                    const struct seg *sc, const float *in, float *a, int64_t k)
 {
 	int64_t q, ti, tj, m = t->p1 - t->p0;
+	size_t bytes = (size_t)p->c * sizeof(float);
 
 	for (q = 0; q < m; q++) {
 		int64_t y = sr->start + (t->p0 + q) / sc->len,
@@ -419,14 +453,18 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 		float *row = a + q * k;
 
 		for (ti = sr->tlo; ti <= sr->thi; ti++) {
-			const float *src =
-			        in + ((t->n * p->h + y - p->pt + ti * p->rh) * p->w) * p->c;
+			int64_t iy = y - p->pt + ti * p->rh;
 
 			for (tj = sc->tlo; tj <= sc->thi; tj++) {
+				int64_t ix = x - p->pl + tj * p->rw;
+
 				if (ti == p->ci && tj == p->cj)
 					continue; /* the centre, computed apart */
-				memcpy(row, src + (x - p->pl + tj * p->rw) * p->c,
-				       (size_t)p->c * sizeof(float));
+				if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w)
+					memset(row, 0, bytes); /* padding (padded plans only) */
+				else
+					memcpy(row, in + ((t->n * p->h + iy) * p->w + ix) * p->c,
+					       bytes);
 				row += p->c;
 			}
 		}
@@ -436,7 +474,7 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 typedef float vf4 __attribute__((vector_size(16)));
 typedef int vi4 __attribute__((vector_size(16)));
 
-/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Eight
+/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Four
  * lanes at a time; ReLU keeps NaN (NaN < 0 is false) so that an overflowed
  * result is still reported. */
 static void finish_pixel(const struct conv_plan *p, float *dst, const float *src)
