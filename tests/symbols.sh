@@ -1,0 +1,32 @@
+#!/bin/sh
+# symbols.sh - every global symbol of the internal library carries its
+# module's prefix (tensor_*, conv_*, ...), so names say where they live.
+. "$(dirname "$0")/lib.sh"
+LIB="$top_builddir/src/.libs/libatrous.a"
+if ! command -v nm >/dev/null || [ ! -f "$LIB" ]; then
+	echo "not ok - nm or $LIB missing"; exit 1
+fi
+# module -> allowed prefixes (a module may also own a plural registry)
+prefixes() {
+	case "$1" in
+	error) echo "err_" ;;
+	model) echo "model_ models_" ;;
+	api) echo "api_ reply_" ;;
+	*) echo "$1_" ;;
+	esac
+}
+bad=""
+count=0
+nm --defined-only -g -A "$LIB" | while read -r file _ sym; do echo "$file $sym"; done |
+	sed 's/^[^:]*:libatrous_la-\([a-z]*\)\.o:[^ ]*/\1/' >"$WORK/syms"
+while read -r module sym; do
+	count=$((count + 1))
+	ok=0
+	for p in $(prefixes "$module"); do
+		case "$sym" in "$p"*) ok=1 ;; esac
+	done
+	[ "$ok" -eq 1 ] || bad="$bad $module:$sym"
+done <"$WORK/syms"
+check "$(wc -l <"$WORK/syms") global symbols, each with its module's prefix" [ -z "$bad" ]
+[ -z "$bad" ] || echo "# unprefixed:$bad"
+finish
