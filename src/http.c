@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ struct request {
 	int refs;      /* MHD's and the job's, under h->lock */
 	int abandoned; /* drain gave up waiting; under h->lock */
 	int discard;   /* a reply is queued early; ignore the body */
+	int direct;    /* the reply was written to the socket by the worker */
 	struct buf body;
 	size_t reserved; /* bytes counted in h->inflight_bytes */
 	struct api_times t;
@@ -315,6 +317,62 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	return MHD_YES;
 }
 
+/* Has the client already shut down its sending side?  libmicrohttpd 0.9.75
+ * drops such a connection when its request is answered after a suspension
+ * (the reply would be lost), so these few are answered without one. */
+static int half_closed(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char byte;
+
+	return ci != NULL && recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Write a reply straight to the socket of a suspended connection whose
+ * client has half-closed it (libmicrohttpd would drop it on resume); the
+ * connection is closed afterwards.  0 when every byte went out. */
+static int write_direct(struct MHD_Connection *c, const struct reply *r)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	uint64_t deadline = api_now_ns() + 2000000000u;
+	struct buf b = { 0 };
+	const char *reason = MHD_get_reason_phrase_for((unsigned int)r->status);
+	size_t off = 0;
+	int rc = 0;
+
+	if (ci == NULL)
+		return -1;
+	buf_printf(&b, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: %zu\r\n", r->status,
+	           reason ? reason : "", r->len);
+	buf_printf(&b, "Content-Type: %s\r\n",
+	           r->content_type ? r->content_type : "application/json");
+	if (r->server_timing[0])
+		buf_printf(&b, "Server-Timing: %s\r\n", r->server_timing);
+	if (r->retry_after > 0)
+		buf_printf(&b, "Retry-After: %d\r\n", r->retry_after);
+	if (r->infer_header_len[0])
+		buf_printf(&b, "Inference-Header-Content-Length: %s\r\n", r->infer_header_len);
+	buf_puts(&b, "\r\n");
+	if (r->len > 0)
+		buf_add(&b, r->body, r->len);
+	while (rc == 0 && buf_ok(&b) == 0 && off < b.len) {
+		ssize_t n = send(ci->connect_fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+		struct pollfd pfd = { ci->connect_fd, POLLOUT, 0 };
+
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && (errno == EAGAIN || errno == EINTR) && api_now_ns() < deadline)
+			poll(&pfd, 1, 100);
+		else
+			rc = -1;
+	}
+	rc = rc == 0 && buf_ok(&b) == 0 && off == b.len ? 0 : -1;
+	buf_free(&b);
+	return rc;
+}
+
 static void job_run(void *arg)
 {
 	struct request *rq = arg;
@@ -335,6 +393,9 @@ static void job_run(void *arg)
 	metrics_inflight(-1);
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
+		/* Rare: the client half-closed while we computed. */
+		if (half_closed(rq->conn) && write_direct(rq->conn, &r) == 0)
+			rq->direct = 1;
 		rq->reply = r;
 		rq->phase = P_DONE;
 		jobs_remove(h, rq);
@@ -347,18 +408,6 @@ static void job_run(void *arg)
 }
 
 /* Last call: the body is complete; hand the work to the pool. */
-/* Has the client already shut down its sending side?  libmicrohttpd 0.9.75
- * drops such a connection when its request is answered after a suspension
- * (the reply would be lost), so these few are answered without one. */
-static int half_closed(struct MHD_Connection *c)
-{
-	const union MHD_ConnectionInfo *ci =
-	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	char byte;
-
-	return ci != NULL && recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
 static enum MHD_Result submit(struct request *rq)
 {
 	struct http *h = rq->h;
@@ -440,6 +489,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		}
 		buf_add(&rq->body, upload, n);
 		return buf_ok(&rq->body) == 0 ? MHD_YES : MHD_NO;
+	}
+	if (rq->phase == P_DONE && rq->direct) {
+		rq->status = rq->reply.status;
+		rq->bytes_out = rq->reply.len;
+		metrics_request(rq->route.ep, rq->status, api_now_ns() - rq->t.start, rq->body.len,
+		                rq->bytes_out);
+		return MHD_NO; /* sent already: close the connection */
 	}
 	if (rq->phase == P_DONE)
 		return send_reply(rq);
