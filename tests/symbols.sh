@@ -20,6 +20,7 @@ count=0
 nm --defined-only -g -A "$LIB" | while read -r file _ sym; do echo "$file $sym"; done |
 	sed 's/^[^:]*:libatrous_la-\([a-z]*\)\.o:[^ ]*/\1/' >"$WORK/syms"
 while read -r module sym; do
+	case "$sym" in __*) continue ;; esac # the compiler's own (sanitizers)
 	count=$((count + 1))
 	ok=0
 	for p in $(prefixes "$module"); do
