@@ -1,4 +1,4 @@
-/* codec.c - tensor decoding (fast scanner + jansson envelope) and encoding. */
+/* codec.c - tensor decoding (jscan fast path + jansson envelope) and encoding. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -11,267 +11,14 @@
 #include "codec.h"
 #include "error.h"
 #include "ftext.h"
+#include "jscan.h"
 #include "par.h"
-
-#define NOT_NUMERIC     1 /* not an array of numbers: leave it to jansson */
-#define PLACEHOLDER_KEY "$tensor"
 
 struct codec_doc {
 	json_t *root;
-	struct tensor **fast; /* tensors parsed by the scanner, NULL once taken */
-	size_t nfast, capfast;
+	struct jscan js; /* the tensors found by the scanner */
 	int64_t max_elements;
 };
-
-/* State of one fast parse of a (possibly nested) numeric array. */
-struct nparse {
-	float *data;
-	size_t count, cap, bound;
-	int rank; /* -1 until the first leaf level is seen */
-	int64_t dim[TENSOR_MAX_RANK];
-	int seen[TENSOR_MAX_RANK];
-	int64_t max_elements;
-	size_t arrays; /* brackets opened */
-	char *err;
-};
-
-static const char *skip_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-		p++;
-	return p;
-}
-
-static int np_push(struct nparse *np, float v)
-{
-	if (np->count == np->cap) {
-		size_t cap = np->cap ? np->cap * 2 : 1024;
-		float *d;
-
-		if ((int64_t)np->count >= np->max_elements)
-			return err_set(np->err, -E2BIG, "tensor has more than %lld elements",
-			               (long long)np->max_elements);
-		if (cap > np->bound)
-			cap = np->bound;
-		if (cap > (size_t)np->max_elements)
-			cap = (size_t)np->max_elements;
-		d = tensor_alloc_aligned(cap * sizeof(float));
-		if (d == NULL)
-			return err_set(np->err, -ENOMEM, "out of memory");
-		if (np->count)
-			memcpy(d, np->data, np->count * sizeof(float));
-		free(np->data);
-		np->data = d;
-		np->cap = cap;
-	}
-	np->data[np->count++] = v;
-	return 0;
-}
-
-static int np_dim(struct nparse *np, int level, int64_t n, int leaf)
-{
-	if (leaf) {
-		if (np->rank < 0)
-			np->rank = level + 1;
-		else if (np->rank != level + 1)
-			return err_set(np->err, -EINVAL,
-			               "ragged nested array: numbers at depth %d and %d", np->rank,
-			               level + 1);
-	}
-	if (!np->seen[level]) {
-		np->seen[level] = 1;
-		np->dim[level] = n;
-	} else if (np->dim[level] != n) {
-		return err_set(np->err, -EINVAL,
-		               "ragged nested array: %lld elements at depth %d, expected %lld",
-		               (long long)n, level + 1, (long long)np->dim[level]);
-	}
-	return 0;
-}
-
-/* Parse the array at *pp; 0, NOT_NUMERIC, or a negative error. */
-static int np_level(struct nparse *np, const char **pp, const char *end, int level)
-{
-	const char *p = skip_ws(*pp + 1, end);
-	int64_t n = 0;
-	int arrays, rc;
-
-	np->arrays++;
-	if (level >= TENSOR_MAX_RANK)
-		return NOT_NUMERIC;
-	if (p < end && *p == ']') {
-		/* An empty array: its own level is a leaf of size 0. */
-		rc = np_dim(np, level, 0, np->rank < 0 || np->rank == level + 1);
-		if (rc == 0 && np->rank != level + 1)
-			rc = err_set(np->err, -EINVAL,
-			             "ragged nested array: empty array at depth %d", level + 1);
-		*pp = p + 1;
-		return rc;
-	}
-	if (p >= end)
-		return NOT_NUMERIC;
-	arrays = *p == '[';
-	for (;;) {
-		if (arrays) {
-			if (p >= end || *p != '[')
-				return NOT_NUMERIC;
-			rc = np_level(np, &p, end, level + 1);
-			if (rc != 0)
-				return rc;
-		} else {
-			float v;
-			const char *next;
-
-			rc = p < end ? ftext_parse(p, end, &v, &next) : -EINVAL;
-			if (rc == -EINVAL)
-				return NOT_NUMERIC;
-			if (rc == -ERANGE)
-				return err_set(np->err, -ERANGE,
-				               "number %.*s (element %zu) is beyond float32 range",
-				               (int)(next - p > 40 ? 40 : next - p), p, np->count);
-			rc = np_push(np, v);
-			if (rc < 0)
-				return rc;
-			p = next;
-		}
-		n++;
-		p = skip_ws(p, end);
-		if (p < end && *p == ',') {
-			p = skip_ws(p + 1, end);
-			continue;
-		}
-		if (p < end && *p == ']')
-			break;
-		return NOT_NUMERIC;
-	}
-	rc = np_dim(np, level, n, !arrays);
-	if (rc < 0)
-		return rc;
-	*pp = p + 1;
-	return 0;
-}
-
-static int doc_add_fast(struct codec_doc *doc, struct tensor *t, size_t *idx)
-{
-	if (doc->nfast == doc->capfast) {
-		size_t cap = doc->capfast ? doc->capfast * 2 : 8;
-		struct tensor **v = realloc(doc->fast, cap * sizeof(*v));
-
-		if (v == NULL)
-			return -ENOMEM;
-		doc->fast = v;
-		doc->capfast = cap;
-	}
-	*idx = doc->nfast;
-	doc->fast[doc->nfast++] = t;
-	return 0;
-}
-
-/* Try the fast path at p (a '['): 0 with *next set when the array was taken
- * (a placeholder is appended to env), NOT_NUMERIC, or a negative error. */
-static int scan_array(struct codec_doc *doc, const char *p, const char *end, struct buf *env,
-                      const char **next, size_t *small, char *err)
-{
-	struct nparse np = { 0 };
-	struct tensor *t;
-	const char *q = p;
-	size_t idx;
-	int rc, i;
-
-	np.rank = -1;
-	np.max_elements = doc->max_elements;
-	np.bound = (size_t)(end - p) / 2 + 1;
-	np.err = err;
-	rc = np_level(&np, &q, end, 0);
-	if (rc != 0 || np.count < CODEC_FAST_MIN) {
-		free(np.data);
-		if (rc == 0) {
-			*next = q; /* small: jansson parses it, skip re-scanning */
-			*small = np.count + np.arrays;
-			return NOT_NUMERIC;
-		}
-		*next = p + 1;
-		return rc;
-	}
-	t = calloc(1, sizeof(*t));
-	if (t == NULL || doc_add_fast(doc, t, &idx) < 0) {
-		free(t);
-		free(np.data);
-		return err_set(err, -ENOMEM, "out of memory");
-	}
-	t->rank = np.rank;
-	for (i = 0; i < np.rank; i++)
-		t->dim[i] = np.dim[i];
-	t->count = np.count;
-	t->data = np.data;
-	buf_printf(env, "{\"" PLACEHOLDER_KEY "\":%zu}", idx);
-	*next = q;
-	return 0;
-}
-
-static const char *skip_string(const char *p, const char *end)
-{
-	for (p++; p < end; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return end;
-}
-
-/* Copy body into env with large numeric arrays replaced by placeholders. */
-static int scan(struct codec_doc *doc, const char *body, size_t len, struct buf *env, char *err)
-{
-	const char *p = body, *end = body + len, *copied = body;
-	size_t values = 0; /* JSON values left for jansson: bounds its memory */
-	int depth = 0, rc;
-
-	while (p < end) {
-		switch (*p) {
-		case '"': p = skip_string(p, end); continue;
-		case '[': {
-			const char *next = p + 1;
-			size_t small = 0;
-
-			buf_add(env, copied, (size_t)(p - copied));
-			copied = p;
-			rc = scan_array(doc, p, end, env, &next, &small, err);
-			if (rc < 0)
-				return rc;
-			if (rc == 0) {
-				copied = p = next;
-				continue;
-			}
-			if (next != p + 1) { /* a small numeric array, balanced */
-				values += small;
-				p = next;
-				continue;
-			}
-		}
-			/* fall through */
-		case '{':
-			if (++depth > CODEC_MAX_DEPTH)
-				return err_set(err, -EINVAL, "JSON nesting deeper than %d",
-				               CODEC_MAX_DEPTH);
-			values++;
-			break;
-		case ']':
-		case '}': depth--; break;
-		case ',': values++; break;
-		default: break;
-		}
-		if (values > CODEC_MAX_VALUES)
-			return err_set(
-			        err, -E2BIG,
-			        "more than %d JSON values outside tensor arrays; send large data "
-			        "as numeric arrays or base64",
-			        CODEC_MAX_VALUES);
-		p++;
-	}
-	buf_add(env, copied, (size_t)(end - copied));
-	return buf_ok(env) < 0 ? err_set(err, -ENOMEM, "out of memory") : 0;
-}
 
 int codec_doc_parse(const char *body, size_t len, int64_t max_elements, struct codec_doc **out,
                     char *err)
@@ -288,7 +35,8 @@ int codec_doc_parse(const char *body, size_t len, int64_t max_elements, struct c
 	if (doc == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	doc->max_elements = max_elements > 0 ? max_elements : TENSOR_MAX_ELEMENTS;
-	rc = scan(doc, body, len, &env, err);
+	doc->js.max_elements = doc->max_elements;
+	rc = jscan_body(&doc->js, body, len, &env, err);
 	if (rc < 0)
 		goto fail;
 	doc->root = json_loadb(env.data ? env.data : "", env.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -317,13 +65,9 @@ json_t *codec_doc_root(const struct codec_doc *doc)
 
 void codec_doc_free(struct codec_doc *doc)
 {
-	size_t i;
-
 	if (doc == NULL)
 		return;
-	for (i = 0; i < doc->nfast; i++)
-		tensor_free(doc->fast[i]);
-	free(doc->fast);
+	jscan_clear(&doc->js);
 	json_decref(doc->root);
 	free(doc);
 }
@@ -337,14 +81,14 @@ static struct tensor *take_placeholder(struct codec_doc *doc, json_t *v)
 
 	if (!json_is_object(v) || json_object_size(v) != 1)
 		return NULL;
-	idx = json_object_get(v, PLACEHOLDER_KEY);
+	idx = json_object_get(v, JSCAN_PLACEHOLDER_KEY);
 	if (!json_is_integer(idx))
 		return NULL;
 	i = json_integer_value(idx);
-	if (i < 0 || (size_t)i >= doc->nfast || doc->fast[i] == NULL)
+	if (i < 0 || (size_t)i >= doc->js.nfast || doc->js.fast[i] == NULL)
 		return NULL;
-	t = doc->fast[i];
-	doc->fast[i] = NULL;
+	t = doc->js.fast[i];
+	doc->js.fast[i] = NULL;
 	return t;
 }
 

@@ -6,8 +6,8 @@
  *	codec_doc_take_tensor(doc, json_object_get(root, "value"), "value", &t, err);
  *	codec_doc_free(doc);
  *
- * Large numeric arrays never become jansson values: a scanner parses each
- * array of at least CODEC_FAST_MIN numbers straight into a float buffer and
+ * Large numeric arrays never become jansson values: jscan parses each
+ * array of at least JSCAN_FAST_MIN numbers straight into a float buffer and
  * leaves a small placeholder in the envelope that jansson then parses.
  * Tensors are accepted as nested arrays, {"shape", "data"} or {"shape", "b64"}
  * (base64 of little-endian float32).
@@ -21,14 +21,6 @@
 #include "buf.h"
 #include "par.h"
 #include "tensor.h"
-
-/* Arrays with at least this many numbers take the fast path. */
-#define CODEC_FAST_MIN 16
-/* Deepest bracket nesting accepted in a body. */
-#define CODEC_MAX_DEPTH 32
-/* Most JSON values left to jansson (objects, arrays, their members, small
- * arrays' numbers): bounds its memory (about 40-230 bytes per value). */
-#define CODEC_MAX_VALUES 65536
 
 enum codec_enc { CODEC_FLAT, CODEC_NESTED, CODEC_B64 };
 
