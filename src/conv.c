@@ -597,6 +597,48 @@ void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, f
 	}
 }
 
+int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
+                   const struct par_runner *runner, struct tensor **out, double *useful_total,
+                   double *nominal_total, char *err)
+{
+	struct conv_plan *p;
+	struct tensor *y = NULL;
+	double useful, nominal;
+	int64_t odim[4];
+	int rc;
+
+	rc = conv_plan_new(&p, in->dim, c->filters, c->bias, &c->spec, NULL, err);
+	if (rc < 0)
+		return rc;
+	conv_plan_output_shape(p, odim);
+	rc = tensor_new_uninit(&y, 4, odim, err);
+	if (rc == 0) {
+		conv_plan_flops(p, &useful, &nominal);
+		*useful_total += useful;
+		*nominal_total += nominal;
+		rc = conv_plan_run(p, in->data, y->data,
+		                   nominal < CONV_PARALLEL_MIN_FLOPS ? NULL : runner);
+		if (rc < 0)
+			err_set(err, rc, "out of memory");
+	}
+	conv_plan_free(p);
+	if (rc < 0) {
+		tensor_free(y);
+		return rc;
+	}
+	*out = y;
+	return 0;
+}
+
+void conv_layer_clear(struct conv_layer *c)
+{
+	if (c == NULL)
+		return;
+	tensor_free(c->filters);
+	tensor_free(c->bias);
+	c->filters = c->bias = NULL;
+}
+
 void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 {
 	struct conv_plan p;

@@ -49,6 +49,15 @@ struct conv_out_layout {
 
 struct conv_plan;
 
+/* A convolution layer: its weights (owned) and settings. */
+struct conv_layer {
+	struct tensor *filters, *bias;
+	struct conv_spec spec;
+};
+
+/* Plans below this many nominal FLOPs run on one worker (no fan-out). */
+#define CONV_PARALLEL_MIN_FLOPS 2e7
+
 /* Parse "SAME" or "VALID" (case-sensitive, as TensorFlow). */
 int conv_parse_padding(const char *s, enum conv_padding *out, char *err);
 
@@ -90,6 +99,14 @@ int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
 /* dst[i] = act(dst[i] + bias[i]) for i < n (bias may be NULL), vectorised;
  * ReLU keeps NaN so that an overflowed result is still reported. */
 void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act);
+
+/* Run a layer on in into a new tensor; adds its useful and nominal FLOPs. */
+int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
+                   const struct par_runner *runner, struct tensor **out, double *useful,
+                   double *nominal, char *err);
+
+/* Free a layer's weights. */
+void conv_layer_clear(struct conv_layer *c);
 
 /* Plan, allocate the output and run in one call; *out is owned by the caller. */
 int conv_atrous2d(const struct tensor *value, const struct tensor *filters,

@@ -1,31 +1,22 @@
-/* graph.c - parsing, shape checking and running of conv / ASPP / sequences. */
+/* graph.c - layers from JSON (conv, ASPP), channel and shape checks, and
+ * running sequences of them. */
 #include "autoconfig.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aspp.h"
 #include "error.h"
 #include "graph.h"
 
 enum layer_type { LAYER_CONV, LAYER_ASPP };
 
-struct clayer {
-	struct tensor *filters, *bias;
-	struct conv_spec spec;
-};
-
 struct layer {
 	enum layer_type type;
-	struct clayer conv;      /* LAYER_CONV */
-	struct clayer *branches; /* LAYER_ASPP */
-	size_t nbranches;
-	struct clayer *pool, *proj; /* optional */
-	/* Branch fusion: every branch's centre tap (odd kernels) packed as one
-	 * [C, sum of branch outputs] matrix, or NULL when a kernel is even. */
-	struct tensor *center;
+	struct conv_layer conv; /* LAYER_CONV */
+	struct aspp aspp;       /* LAYER_ASPP */
 };
 
 struct graph {
@@ -33,29 +24,10 @@ struct graph {
 	size_t n;
 };
 
-static void clayer_clear(struct clayer *c)
-{
-	if (c == NULL)
-		return;
-	tensor_free(c->filters);
-	tensor_free(c->bias);
-	c->filters = c->bias = NULL;
-}
-
 static void layer_clear(struct layer *l)
 {
-	size_t i;
-
-	clayer_clear(&l->conv);
-	for (i = 0; i < l->nbranches; i++)
-		clayer_clear(&l->branches[i]);
-	free(l->branches);
-	clayer_clear(l->pool);
-	clayer_clear(l->proj);
-	tensor_free(l->center);
-	free(l->pool);
-	free(l->proj);
-	memset(l, 0, sizeof(*l));
+	conv_layer_clear(&l->conv);
+	aspp_clear(&l->aspp);
 }
 
 void graph_free(struct graph *g)
@@ -117,7 +89,7 @@ static int parse_rate(json_t *v, struct conv_spec *s, char *err)
 enum clayer_kind { KIND_CONV, KIND_BRANCH, KIND_ONE_BY_ONE };
 
 /* Parse {"filters", "rate", "padding", "bias", "activation"} as kind allows. */
-static int parse_clayer(struct clayer *c, json_t *obj, enum clayer_kind kind,
+static int parse_clayer(struct conv_layer *c, json_t *obj, enum clayer_kind kind,
                         const char *const *extra, graph_tensor_fn getter, void *ctx, char *err)
 {
 	static const char *const conv_keys[] = { "type", "filters",    "rate", "padding",
@@ -194,7 +166,7 @@ static int parse_clayer(struct clayer *c, json_t *obj, enum clayer_kind kind,
 	return 0;
 }
 
-static int parse_sub(struct clayer **out, json_t *obj, const char *name, graph_tensor_fn getter,
+static int parse_sub(struct conv_layer **out, json_t *obj, const char *name, graph_tensor_fn getter,
                      void *ctx, char *err)
 {
 	int rc;
@@ -211,38 +183,6 @@ static int parse_sub(struct clayer **out, json_t *obj, const char *name, graph_t
 	return rc;
 }
 
-/* Pack the branches' centre taps side by side when every kernel is odd and
- * they share the input channel count (checked again at run time). */
-static int pack_centers(struct layer *l, char *err)
-{
-	int64_t c = l->branches[0].filters->dim[2], nf = 0, off = 0, ch, o;
-	int64_t dim[2];
-	size_t b;
-
-	for (b = 0; b < l->nbranches; b++) {
-		const struct tensor *f = l->branches[b].filters;
-
-		if (f->dim[0] % 2 == 0 || f->dim[1] % 2 == 0 || f->dim[2] != c)
-			return 0; /* not fusable: each branch runs whole */
-		nf += f->dim[3];
-	}
-	dim[0] = c;
-	dim[1] = nf;
-	if (tensor_new_uninit(&l->center, 2, dim, err) < 0)
-		return -ENOMEM;
-	for (b = 0; b < l->nbranches; b++) {
-		const struct tensor *f = l->branches[b].filters;
-		int64_t kw = f->dim[1], ob = f->dim[3];
-		const float *w = f->data + ((f->dim[0] / 2) * kw + kw / 2) * c * ob;
-
-		for (ch = 0; ch < c; ch++)
-			for (o = 0; o < ob; o++)
-				l->center->data[ch * nf + off + o] = w[ch * ob + o];
-		off += ob;
-	}
-	return 0;
-}
-
 static int parse_aspp(struct layer *l, json_t *obj, const char *const *extra,
                       graph_tensor_fn getter, void *ctx, char *err)
 {
@@ -257,26 +197,26 @@ static int parse_aspp(struct layer *l, json_t *obj, const char *const *extra,
 		return rc;
 	if (!json_is_array(br) || json_array_size(br) == 0)
 		return err_set(err, -EINVAL, "\"branches\" must be a non-empty array");
-	l->branches = calloc(json_array_size(br), sizeof(*l->branches));
-	if (l->branches == NULL)
+	l->aspp.branches = calloc(json_array_size(br), sizeof(*l->aspp.branches));
+	if (l->aspp.branches == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	for (i = 0; i < json_array_size(br); i++) {
-		l->nbranches = i + 1;
-		rc = parse_clayer(&l->branches[i], json_array_get(br, i), KIND_BRANCH, NULL, getter,
-		                  ctx, err);
+		l->aspp.nbranches = i + 1;
+		rc = parse_clayer(&l->aspp.branches[i], json_array_get(br, i), KIND_BRANCH, NULL,
+		                  getter, ctx, err);
 		if (rc < 0) {
 			err_prefix(err, "branches[%zu]", i);
 			return rc;
 		}
 	}
-	rc = pack_centers(l, err);
+	rc = aspp_prepare(&l->aspp, err);
 	if (rc < 0)
 		return rc;
-	rc = parse_sub(&l->pool, json_object_get(obj, "image_pooling"), "image_pooling", getter,
-	               ctx, err);
+	rc = parse_sub(&l->aspp.pool, json_object_get(obj, "image_pooling"), "image_pooling",
+	               getter, ctx, err);
 	if (rc == 0)
-		rc = parse_sub(&l->proj, json_object_get(obj, "projection"), "projection", getter,
-		               ctx, err);
+		rc = parse_sub(&l->aspp.proj, json_object_get(obj, "projection"), "projection",
+		               getter, ctx, err);
 	return rc;
 }
 
@@ -371,17 +311,8 @@ int64_t graph_in_channels(const struct graph *g)
 {
 	const struct layer *l = &g->layers[0];
 
-	return l->type == LAYER_CONV ? l->conv.filters->dim[2] : l->branches[0].filters->dim[2];
-}
-
-static int64_t aspp_concat_channels(const struct layer *l)
-{
-	int64_t c = l->pool ? l->pool->filters->dim[3] : 0;
-	size_t i;
-
-	for (i = 0; i < l->nbranches; i++)
-		c += l->branches[i].filters->dim[3];
-	return c;
+	return l->type == LAYER_CONV ? l->conv.filters->dim[2]
+	                             : l->aspp.branches[0].filters->dim[2];
 }
 
 int64_t graph_out_channels(const struct graph *g)
@@ -390,10 +321,10 @@ int64_t graph_out_channels(const struct graph *g)
 
 	if (l->type == LAYER_CONV)
 		return l->conv.filters->dim[3];
-	return l->proj ? l->proj->filters->dim[3] : aspp_concat_channels(l);
+	return l->aspp.proj ? l->aspp.proj->filters->dim[3] : aspp_concat_channels(&l->aspp);
 }
 
-static int need_channels(const struct clayer *c, int64_t have, const char *what, char *err)
+static int need_channels(const struct conv_layer *c, int64_t have, const char *what, char *err)
 {
 	if (c->filters->dim[2] != have)
 		return err_set(err, -EINVAL, "%s: filters in_channels %lld != input channels %lld",
@@ -415,16 +346,16 @@ int graph_check_channels(const struct graph *g, int64_t *out_c, char *err)
 			rc = need_channels(&l->conv, c, "filters", err);
 			c = l->conv.filters->dim[3];
 		} else {
-			for (k = 0; k < l->nbranches && rc == 0; k++) {
+			for (k = 0; k < l->aspp.nbranches && rc == 0; k++) {
 				snprintf(what, sizeof(what), "branches[%zu]", k);
-				rc = need_channels(&l->branches[k], c, what, err);
+				rc = need_channels(&l->aspp.branches[k], c, what, err);
 			}
-			if (rc == 0 && l->pool)
-				rc = need_channels(l->pool, c, "image_pooling", err);
-			c = aspp_concat_channels(l);
-			if (rc == 0 && l->proj) {
-				rc = need_channels(l->proj, c, "projection", err);
-				c = l->proj->filters->dim[3];
+			if (rc == 0 && l->aspp.pool)
+				rc = need_channels(l->aspp.pool, c, "image_pooling", err);
+			c = aspp_concat_channels(&l->aspp);
+			if (rc == 0 && l->aspp.proj) {
+				rc = need_channels(l->aspp.proj, c, "projection", err);
+				c = l->aspp.proj->filters->dim[3];
 			}
 		}
 		if (rc < 0)
@@ -444,43 +375,6 @@ static int check_size(const int64_t d[4], int64_t max_elements, const char *what
 	return rc;
 }
 
-static int aspp_shape(const struct layer *l, const int64_t vdim[4], int64_t max_elements,
-                      int64_t odim[4], char *err)
-{
-	int64_t bd[4], pd[4] = { vdim[0], 1, 1, vdim[3] };
-	size_t i;
-	int rc;
-
-	if (l->pool != NULL) {
-		rc = conv_output_shape(pd, l->pool->filters, l->pool->bias, &l->pool->spec, bd,
-		                       err);
-		if (rc < 0) {
-			err_prefix(err, "image_pooling");
-			return rc;
-		}
-	}
-	for (i = 0; i < l->nbranches; i++) {
-		rc = conv_output_shape(vdim, l->branches[i].filters, l->branches[i].bias,
-		                       &l->branches[i].spec, bd, err);
-		if (rc < 0) {
-			err_prefix(err, "branches[%zu]", i);
-			return rc;
-		}
-	}
-	odim[0] = vdim[0];
-	odim[1] = vdim[1];
-	odim[2] = vdim[2];
-	odim[3] = aspp_concat_channels(l);
-	rc = check_size(odim, max_elements, "ASPP concatenation", err);
-	if (rc < 0 || l->proj == NULL)
-		return rc;
-	memcpy(bd, odim, sizeof(bd));
-	rc = conv_output_shape(bd, l->proj->filters, l->proj->bias, &l->proj->spec, odim, err);
-	if (rc < 0)
-		err_prefix(err, "projection");
-	return rc;
-}
-
 int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max_elements,
                        int64_t odim[4], char *err)
 {
@@ -496,7 +390,7 @@ int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max
 			rc = conv_output_shape(cur, l->conv.filters, l->conv.bias, &l->conv.spec,
 			                       odim, err);
 		else
-			rc = aspp_shape(l, cur, max_elements, odim, err);
+			rc = aspp_output_shape(&l->aspp, cur, max_elements, odim, err);
 		if (rc == 0)
 			rc = check_size(odim, max_elements, "output", err);
 		if (rc < 0) {
@@ -507,273 +401,6 @@ int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max
 		memcpy(cur, odim, sizeof(cur));
 	}
 	return 0;
-}
-
-/* Run one convolution into a new tensor (or into a slice of out). */
-static int run_conv(const struct clayer *c, const struct tensor *in,
-                    const struct par_runner *runner, struct tensor **out, struct graph_stats *st,
-                    char *err)
-{
-	struct conv_plan *p;
-	struct tensor *y = NULL;
-	double useful, nominal;
-	int64_t odim[4];
-	int rc;
-
-	rc = conv_plan_new(&p, in->dim, c->filters, c->bias, &c->spec, NULL, err);
-	if (rc < 0)
-		return rc;
-	conv_plan_output_shape(p, odim);
-	rc = tensor_new_uninit(&y, 4, odim, err);
-	if (rc == 0) {
-		conv_plan_flops(p, &useful, &nominal);
-		st->useful_flops += useful;
-		st->nominal_flops += nominal;
-		rc = conv_plan_run(p, in->data, y->data,
-		                   nominal < GRAPH_PARALLEL_MIN_FLOPS ? NULL : runner);
-		if (rc < 0)
-			err_set(err, rc, "out of memory");
-	}
-	conv_plan_free(p);
-	if (rc < 0) {
-		tensor_free(y);
-		return rc;
-	}
-	*out = y;
-	return 0;
-}
-
-/* All branch plans of an ASPP layer run as one task set. */
-struct multi {
-	struct conv_plan **plans;
-	size_t nplans;
-	const float *in;
-	float *out;
-};
-
-static void multi_task(void *arg, size_t i, void *scratch)
-{
-	const struct multi *m = arg;
-	size_t k;
-
-	for (k = 0; k < m->nplans; k++) {
-		size_t n = conv_plan_ntasks(m->plans[k]);
-
-		if (i < n) {
-			conv_plan_run_task(m->plans[k], i, m->in, m->out, scratch);
-			return;
-		}
-		i -= n;
-	}
-}
-
-/* Spatial mean, 1x1 conv, broadcast into channels [0, Op) of concat. */
-static int image_pooling(const struct clayer *pl, const struct tensor *in, struct tensor *concat,
-                         struct graph_stats *st, char *err)
-{
-	int64_t n = in->dim[0], hw = in->dim[1] * in->dim[2], c = in->dim[3];
-	int64_t pd[4] = { n, 1, 1, c }, b, px, k;
-	struct tensor *pooled, *y = NULL;
-	double *acc;
-	int rc;
-
-	if (hw == 0 || n == 0)
-		return 0;
-	rc = tensor_new(&pooled, 4, pd, err);
-	if (rc < 0)
-		return rc;
-	acc = calloc((size_t)c, sizeof(double));
-	if (acc == NULL) {
-		tensor_free(pooled);
-		return err_set(err, -ENOMEM, "out of memory");
-	}
-	for (b = 0; b < n; b++) {
-		const float *src = in->data + b * hw * c;
-
-		memset(acc, 0, (size_t)c * sizeof(double));
-		for (px = 0; px < hw; px++)
-			for (k = 0; k < c; k++)
-				acc[k] += src[px * c + k];
-		for (k = 0; k < c; k++)
-			pooled->data[b * c + k] = (float)(acc[k] / (double)hw);
-	}
-	free(acc);
-	rc = run_conv(pl, pooled, NULL, &y, st, err);
-	tensor_free(pooled);
-	if (rc < 0)
-		return rc;
-	for (b = 0; b < n; b++)
-		for (px = 0; px < hw; px++)
-			memcpy(concat->data + (b * hw + px) * concat->dim[3],
-			       y->data + b * y->dim[3], (size_t)y->dim[3] * sizeof(float));
-	tensor_free(y);
-	return 0;
-}
-
-static int64_t max_branch_out(const struct layer *l)
-{
-	int64_t m = 0;
-	size_t b;
-
-	for (b = 0; b < l->nbranches; b++)
-		if (l->branches[b].filters->dim[3] > m)
-			m = l->branches[b].filters->dim[3];
-	return m;
-}
-
-/* Pixels per task of the fused centre GEMM and of the finishing pass. */
-#define FUSED_TILE 128
-
-/* Branch fusion, phase 1: every branch's centre tap for a tile of pixels as
- * one GEMM (A is the input itself, N the sum of the branch outputs), written
- * into the branches' channels of the concatenation. */
-struct fused {
-	const struct layer *l;
-	const float *in;
-	float *out;
-	int64_t pixels, c, nf, ldc, off;
-};
-
-static void center_task(void *arg, size_t t, void *scratch)
-{
-	const struct fused *f = arg;
-	int64_t p0 = (int64_t)t * FUSED_TILE;
-	int64_t m = f->pixels - p0 < FUSED_TILE ? f->pixels - p0 : FUSED_TILE;
-
-	(void)scratch;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)f->nf, (int)f->c, 1.0f,
-	            f->in + p0 * f->c, (int)f->c, f->l->center->data, (int)f->nf, 0.0f,
-	            f->out + p0 * f->ldc + f->off, (int)f->ldc);
-}
-
-/* Phase 3: bias and activation of every branch, once all taps are summed. */
-static void finish_task(void *arg, size_t t, void *scratch)
-{
-	const struct fused *f = arg;
-	int64_t p0 = (int64_t)t * FUSED_TILE;
-	int64_t p1 = p0 + FUSED_TILE < f->pixels ? p0 + FUSED_TILE : f->pixels, px, off;
-	size_t b;
-
-	(void)scratch;
-	for (px = p0; px < p1; px++) {
-		off = f->off;
-		for (b = 0; b < f->l->nbranches; b++) {
-			const struct clayer *br = &f->l->branches[b];
-
-			conv_bias_act(f->out + px * f->ldc + off, br->bias ? br->bias->data : NULL,
-			              br->filters->dim[3], br->spec.act);
-			off += br->filters->dim[3];
-		}
-	}
-}
-
-static int run_aspp(const struct layer *l, const struct tensor *in, const struct par_runner *runner,
-                    struct tensor **out, struct graph_stats *st, char *err)
-{
-	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2], aspp_concat_channels(l) };
-	struct multi m = { 0 };
-	struct tensor *concat = NULL;
-	struct fused fused;
-	size_t i, ntasks = 0, scratch = 0, tiles;
-	double nominal_total = 0;
-	int64_t off;
-	int rc, use_fusion;
-
-	rc = tensor_new_uninit(&concat, 4, cd, err);
-	if (rc < 0)
-		return rc;
-	off = 0;
-	if (l->pool != NULL) {
-		rc = image_pooling(l->pool, in, concat, st, err);
-		if (rc < 0)
-			goto done;
-		off = l->pool->filters->dim[3];
-	}
-	m.plans = calloc(l->nbranches, sizeof(*m.plans));
-	if (m.plans == NULL) {
-		rc = err_set(err, -ENOMEM, "out of memory");
-		goto done;
-	}
-	m.in = in->data;
-	m.out = concat->data;
-	fused = (struct fused){ l,
-		                in->data,
-		                concat->data,
-		                cd[0] * cd[1] * cd[2],
-		                in->dim[3],
-		                l->center ? l->center->dim[1] : 0,
-		                cd[3],
-		                off };
-	/* Fusion saves the centre's im2col copy (C floats a pixel) and costs two
-	 * passes over each branch's output (about 2 x O floats): it pays when
-	 * the input is much wider than the branches (measured: OS16, C 2048 and
-	 * O 256, gains; OS8, C 256, loses 5 %). */
-	use_fusion = l->center != NULL && l->center->dim[0] == in->dim[3] && fused.pixels > 0 &&
-	             in->dim[3] >= GRAPH_FUSION_RATIO * max_branch_out(l);
-	tiles = (size_t)((fused.pixels + FUSED_TILE - 1) / FUSED_TILE);
-	for (i = 0; i < l->nbranches; i++) {
-		const struct tensor *f = l->branches[i].filters;
-		struct conv_out_layout lay = { .channel_offset = off,
-			                       .pixel_stride = cd[3],
-			                       .accumulate = use_fusion,
-			                       .skip_center = use_fusion };
-		double useful, nominal;
-
-		off += f->dim[3];
-		if (use_fusion) {
-			/* Counted whole here; the plan below leaves the centre out. */
-			nominal = 2.0 * (double)fused.pixels * (double)(f->dim[0] * f->dim[1]) *
-			          (double)f->dim[2] * (double)f->dim[3];
-			st->nominal_flops += nominal;
-			nominal_total += nominal;
-			if (f->dim[0] == 1 && f->dim[1] == 1)
-				continue; /* all centre: phase 1 computes it */
-		}
-		rc = conv_plan_new(&m.plans[m.nplans], in->dim, f, l->branches[i].bias,
-		                   &l->branches[i].spec, &lay, err);
-		if (rc < 0) {
-			err_prefix(err, "branches[%zu]", i);
-			goto done;
-		}
-		ntasks += conv_plan_ntasks(m.plans[m.nplans]);
-		if (conv_plan_scratch(m.plans[m.nplans]) > scratch)
-			scratch = conv_plan_scratch(m.plans[m.nplans]);
-		conv_plan_flops(m.plans[m.nplans], &useful, &nominal);
-		m.nplans++;
-		st->useful_flops += useful;
-		if (!use_fusion) {
-			st->nominal_flops += nominal;
-			nominal_total += nominal;
-		}
-	}
-	if (nominal_total < GRAPH_PARALLEL_MIN_FLOPS)
-		runner = NULL;
-	if (use_fusion) {
-		st->useful_flops += 2.0 * (double)fused.pixels * (double)fused.c * (double)fused.nf;
-		rc = par_run(runner, tiles, 64, center_task, &fused);
-	}
-	if (rc == 0)
-		rc = par_run(runner, ntasks, scratch, multi_task, &m);
-	if (rc == 0 && use_fusion)
-		rc = par_run(runner, tiles, 64, finish_task, &fused);
-	if (rc < 0) {
-		err_set(err, rc, "out of memory");
-		goto done;
-	}
-	if (l->proj != NULL) {
-		rc = run_conv(l->proj, concat, runner, out, st, err);
-		if (rc < 0)
-			err_prefix(err, "projection");
-	} else {
-		*out = concat;
-		concat = NULL;
-	}
-done:
-	for (i = 0; i < m.nplans; i++)
-		conv_plan_free(m.plans[i]);
-	free(m.plans);
-	tensor_free(concat);
-	return rc;
 }
 
 int graph_run(const struct graph *g, const struct tensor *value, const struct par_runner *runner,
@@ -789,8 +416,11 @@ int graph_run(const struct graph *g, const struct tensor *value, const struct pa
 	for (i = 0; i < g->n; i++) {
 		const struct layer *l = &g->layers[i];
 
-		rc = l->type == LAYER_CONV ? run_conv(&l->conv, cur, runner, &next, &st, err)
-		                           : run_aspp(l, cur, runner, &next, &st, err);
+		rc = l->type == LAYER_CONV
+		             ? conv_layer_run(&l->conv, cur, runner, &next, &st.useful_flops,
+		                              &st.nominal_flops, err)
+		             : aspp_run(&l->aspp, cur, runner, &next, &st.useful_flops,
+		                        &st.nominal_flops, err);
 		if (cur != value)
 			tensor_free((struct tensor *)cur);
 		if (rc < 0) {

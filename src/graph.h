@@ -21,13 +21,6 @@
 #include "par.h"
 #include "tensor.h"
 
-/* ASPP branch fusion is used when the input has at least this many times
- * the channels of the widest branch. */
-#define GRAPH_FUSION_RATIO 4
-
-/* Requests below this many nominal FLOPs run on one worker. */
-#define GRAPH_PARALLEL_MIN_FLOPS 2e7
-
 struct graph;
 
 /* Resolves a tensor-valued JSON field (inline tensor, or {"npy": file} for

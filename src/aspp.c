@@ -1,0 +1,340 @@
+/* aspp.c - DeepLab atrous spatial pyramid pooling on the conv kernel: image
+ * pooling, branches written into their channels of one concatenation (with
+ * centre-tap fusion when it pays), and the projection. */
+#include "autoconfig.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aspp.h"
+#include "error.h"
+
+int aspp_prepare(struct aspp *a, char *err)
+{
+	int64_t c = a->branches[0].filters->dim[2], nf = 0, off = 0, ch, o;
+	int64_t dim[2];
+	size_t b;
+
+	for (b = 0; b < a->nbranches; b++) {
+		const struct tensor *f = a->branches[b].filters;
+
+		if (f->dim[0] % 2 == 0 || f->dim[1] % 2 == 0 || f->dim[2] != c)
+			return 0; /* not fusable: each branch runs whole */
+		nf += f->dim[3];
+	}
+	dim[0] = c;
+	dim[1] = nf;
+	if (tensor_new_uninit(&a->center, 2, dim, err) < 0)
+		return -ENOMEM;
+	for (b = 0; b < a->nbranches; b++) {
+		const struct tensor *f = a->branches[b].filters;
+		int64_t kw = f->dim[1], ob = f->dim[3];
+		const float *w = f->data + ((f->dim[0] / 2) * kw + kw / 2) * c * ob;
+
+		for (ch = 0; ch < c; ch++)
+			for (o = 0; o < ob; o++)
+				a->center->data[ch * nf + off + o] = w[ch * ob + o];
+		off += ob;
+	}
+	return 0;
+}
+
+int64_t aspp_concat_channels(const struct aspp *a)
+{
+	int64_t c = a->pool ? a->pool->filters->dim[3] : 0;
+	size_t i;
+
+	for (i = 0; i < a->nbranches; i++)
+		c += a->branches[i].filters->dim[3];
+	return c;
+}
+
+int aspp_output_shape(const struct aspp *a, const int64_t vdim[4], int64_t max_elements,
+                      int64_t odim[4], char *err)
+{
+	int64_t bd[4], pd[4] = { vdim[0], 1, 1, vdim[3] };
+	size_t i;
+	size_t count;
+	int rc;
+
+	if (a->pool != NULL) {
+		rc = conv_output_shape(pd, a->pool->filters, a->pool->bias, &a->pool->spec, bd,
+		                       err);
+		if (rc < 0) {
+			err_prefix(err, "image_pooling");
+			return rc;
+		}
+	}
+	for (i = 0; i < a->nbranches; i++) {
+		rc = conv_output_shape(vdim, a->branches[i].filters, a->branches[i].bias,
+		                       &a->branches[i].spec, bd, err);
+		if (rc < 0) {
+			err_prefix(err, "branches[%zu]", i);
+			return rc;
+		}
+	}
+	odim[0] = vdim[0];
+	odim[1] = vdim[1];
+	odim[2] = vdim[2];
+	odim[3] = aspp_concat_channels(a);
+	rc = tensor_shape_count(4, odim, max_elements, &count, err);
+	if (rc < 0)
+		err_prefix(err, "ASPP concatenation");
+	if (rc < 0 || a->proj == NULL)
+		return rc;
+	memcpy(bd, odim, sizeof(bd));
+	rc = conv_output_shape(bd, a->proj->filters, a->proj->bias, &a->proj->spec, odim, err);
+	if (rc < 0)
+		err_prefix(err, "projection");
+	return rc;
+}
+
+/* All branch plans of an ASPP layer run as one task set. */
+struct multi {
+	struct conv_plan **plans;
+	size_t nplans;
+	const float *in;
+	float *out;
+};
+
+static void multi_task(void *arg, size_t i, void *scratch)
+{
+	const struct multi *m = arg;
+	size_t k;
+
+	for (k = 0; k < m->nplans; k++) {
+		size_t n = conv_plan_ntasks(m->plans[k]);
+
+		if (i < n) {
+			conv_plan_run_task(m->plans[k], i, m->in, m->out, scratch);
+			return;
+		}
+		i -= n;
+	}
+}
+
+/* Spatial mean, 1x1 conv, broadcast into channels [0, Op) of concat. */
+static int image_pooling(const struct conv_layer *pl, const struct tensor *in,
+                         struct tensor *concat, double *useful, double *nominal, char *err)
+{
+	int64_t n = in->dim[0], hw = in->dim[1] * in->dim[2], c = in->dim[3];
+	int64_t pd[4] = { n, 1, 1, c }, b, px, k;
+	struct tensor *pooled, *y = NULL;
+	double *acc;
+	int rc;
+
+	if (hw == 0 || n == 0)
+		return 0;
+	rc = tensor_new(&pooled, 4, pd, err);
+	if (rc < 0)
+		return rc;
+	acc = calloc((size_t)c, sizeof(double));
+	if (acc == NULL) {
+		tensor_free(pooled);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	for (b = 0; b < n; b++) {
+		const float *src = in->data + b * hw * c;
+
+		memset(acc, 0, (size_t)c * sizeof(double));
+		for (px = 0; px < hw; px++)
+			for (k = 0; k < c; k++)
+				acc[k] += src[px * c + k];
+		for (k = 0; k < c; k++)
+			pooled->data[b * c + k] = (float)(acc[k] / (double)hw);
+	}
+	free(acc);
+	rc = conv_layer_run(pl, pooled, NULL, &y, useful, nominal, err);
+	tensor_free(pooled);
+	if (rc < 0)
+		return rc;
+	for (b = 0; b < n; b++)
+		for (px = 0; px < hw; px++)
+			memcpy(concat->data + (b * hw + px) * concat->dim[3],
+			       y->data + b * y->dim[3], (size_t)y->dim[3] * sizeof(float));
+	tensor_free(y);
+	return 0;
+}
+
+static int64_t max_branch_out(const struct aspp *a)
+{
+	int64_t m = 0;
+	size_t b;
+
+	for (b = 0; b < a->nbranches; b++)
+		if (a->branches[b].filters->dim[3] > m)
+			m = a->branches[b].filters->dim[3];
+	return m;
+}
+
+/* Pixels per task of the fused centre GEMM and of the finishing pass. */
+#define FUSED_TILE 128
+
+/* Branch fusion, phase 1: every branch's centre tap for a tile of pixels as
+ * one GEMM (A is the input itself, N the sum of the branch outputs), written
+ * into the branches' channels of the concatenation. */
+struct fused {
+	const struct aspp *a;
+	const float *in;
+	float *out;
+	int64_t pixels, c, nf, ldc, off;
+};
+
+static void center_task(void *arg, size_t t, void *scratch)
+{
+	const struct fused *f = arg;
+	int64_t p0 = (int64_t)t * FUSED_TILE;
+	int64_t m = f->pixels - p0 < FUSED_TILE ? f->pixels - p0 : FUSED_TILE;
+
+	(void)scratch;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)f->nf, (int)f->c, 1.0f,
+	            f->in + p0 * f->c, (int)f->c, f->a->center->data, (int)f->nf, 0.0f,
+	            f->out + p0 * f->ldc + f->off, (int)f->ldc);
+}
+
+/* Phase 3: bias and activation of every branch, once all taps are summed. */
+static void finish_task(void *arg, size_t t, void *scratch)
+{
+	const struct fused *f = arg;
+	int64_t p0 = (int64_t)t * FUSED_TILE;
+	int64_t p1 = p0 + FUSED_TILE < f->pixels ? p0 + FUSED_TILE : f->pixels, px, off;
+	size_t b;
+
+	(void)scratch;
+	for (px = p0; px < p1; px++) {
+		off = f->off;
+		for (b = 0; b < f->a->nbranches; b++) {
+			const struct conv_layer *br = &f->a->branches[b];
+
+			conv_bias_act(f->out + px * f->ldc + off, br->bias ? br->bias->data : NULL,
+			              br->filters->dim[3], br->spec.act);
+			off += br->filters->dim[3];
+		}
+	}
+}
+
+int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
+             struct tensor **out, double *useful, double *nominal, char *err)
+{
+	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2], aspp_concat_channels(a) };
+	struct multi m = { 0 };
+	struct tensor *concat = NULL;
+	struct fused fused;
+	size_t i, ntasks = 0, scratch = 0, tiles;
+	double nominal_total = 0;
+	int64_t off;
+	int rc, use_fusion;
+
+	rc = tensor_new_uninit(&concat, 4, cd, err);
+	if (rc < 0)
+		return rc;
+	off = 0;
+	if (a->pool != NULL) {
+		rc = image_pooling(a->pool, in, concat, useful, nominal, err);
+		if (rc < 0)
+			goto done;
+		off = a->pool->filters->dim[3];
+	}
+	m.plans = calloc(a->nbranches, sizeof(*m.plans));
+	if (m.plans == NULL) {
+		rc = err_set(err, -ENOMEM, "out of memory");
+		goto done;
+	}
+	m.in = in->data;
+	m.out = concat->data;
+	fused = (struct fused){ a,
+		                in->data,
+		                concat->data,
+		                cd[0] * cd[1] * cd[2],
+		                in->dim[3],
+		                a->center ? a->center->dim[1] : 0,
+		                cd[3],
+		                off };
+	/* Fusion saves the centre's im2col copy (C floats a pixel) and costs two
+	 * passes over each branch's output (about 2 x O floats): it pays when
+	 * the input is much wider than the branches (measured: OS16, C 2048 and
+	 * O 256, gains; OS8, C 256, loses 5 %). */
+	use_fusion = a->center != NULL && a->center->dim[0] == in->dim[3] && fused.pixels > 0 &&
+	             in->dim[3] >= ASPP_FUSION_RATIO * max_branch_out(a);
+	tiles = (size_t)((fused.pixels + FUSED_TILE - 1) / FUSED_TILE);
+	for (i = 0; i < a->nbranches; i++) {
+		const struct tensor *f = a->branches[i].filters;
+		struct conv_out_layout lay = { .channel_offset = off,
+			                       .pixel_stride = cd[3],
+			                       .accumulate = use_fusion,
+			                       .skip_center = use_fusion };
+		double pu, pn;
+
+		off += f->dim[3];
+		if (use_fusion) {
+			/* Counted whole here; the plan below leaves the centre out. */
+			pn = 2.0 * (double)fused.pixels * (double)(f->dim[0] * f->dim[1]) *
+			     (double)f->dim[2] * (double)f->dim[3];
+			*nominal += pn;
+			nominal_total += pn;
+			if (f->dim[0] == 1 && f->dim[1] == 1)
+				continue; /* all centre: phase 1 computes it */
+		}
+		rc = conv_plan_new(&m.plans[m.nplans], in->dim, f, a->branches[i].bias,
+		                   &a->branches[i].spec, &lay, err);
+		if (rc < 0) {
+			err_prefix(err, "branches[%zu]", i);
+			goto done;
+		}
+		ntasks += conv_plan_ntasks(m.plans[m.nplans]);
+		if (conv_plan_scratch(m.plans[m.nplans]) > scratch)
+			scratch = conv_plan_scratch(m.plans[m.nplans]);
+		conv_plan_flops(m.plans[m.nplans], &pu, &pn);
+		m.nplans++;
+		*useful += pu;
+		if (!use_fusion) {
+			*nominal += pn;
+			nominal_total += pn;
+		}
+	}
+	if (nominal_total < CONV_PARALLEL_MIN_FLOPS)
+		runner = NULL;
+	if (use_fusion) {
+		*useful += 2.0 * (double)fused.pixels * (double)fused.c * (double)fused.nf;
+		rc = par_run(runner, tiles, 64, center_task, &fused);
+	}
+	if (rc == 0)
+		rc = par_run(runner, ntasks, scratch, multi_task, &m);
+	if (rc == 0 && use_fusion)
+		rc = par_run(runner, tiles, 64, finish_task, &fused);
+	if (rc < 0) {
+		err_set(err, rc, "out of memory");
+		goto done;
+	}
+	if (a->proj != NULL) {
+		rc = conv_layer_run(a->proj, concat, runner, out, useful, nominal, err);
+		if (rc < 0)
+			err_prefix(err, "projection");
+	} else {
+		*out = concat;
+		concat = NULL;
+	}
+done:
+	for (i = 0; i < m.nplans; i++)
+		conv_plan_free(m.plans[i]);
+	free(m.plans);
+	tensor_free(concat);
+	return rc;
+}
+
+void aspp_clear(struct aspp *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nbranches; i++)
+		conv_layer_clear(&a->branches[i]);
+	free(a->branches);
+	conv_layer_clear(a->pool);
+	conv_layer_clear(a->proj);
+	free(a->pool);
+	free(a->proj);
+	tensor_free(a->center);
+	memset(a, 0, sizeof(*a));
+}

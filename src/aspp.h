@@ -1,0 +1,51 @@
+/* aspp.h - DeepLab atrous spatial pyramid pooling.
+ *
+ * The output channels are image pooling's (if present) then each branch's in
+ * order; image pooling is the spatial mean, a 1x1 convolution (+bias,
+ * activation) and a broadcast; an optional 1x1 projection follows the
+ * concatenation.  Branches use SAME padding and write their channel slice of
+ * the concatenation directly.  When the input is at least ASPP_FUSION_RATIO
+ * times wider than the widest branch and every kernel is odd, the branches'
+ * centre taps run as one GEMM straight from the input (N = sum of the branch
+ * outputs), the other taps accumulate, and bias/activation come last.
+ */
+#ifndef ATROUSD_ASPP_H
+#define ATROUSD_ASPP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conv.h"
+#include "par.h"
+#include "tensor.h"
+
+/* Fusion threshold: input channels / widest branch's output channels. */
+#define ASPP_FUSION_RATIO 4
+
+struct aspp {
+	struct conv_layer *branches;
+	size_t nbranches;
+	struct conv_layer *pool, *proj; /* optional (NULL) */
+	struct tensor *center;          /* packed centre taps [C, sum O], or NULL */
+};
+
+/* Pack the centre taps for fusion once the branches are set (no-op when a
+ * kernel is even or the branches disagree on input channels). */
+int aspp_prepare(struct aspp *a, char *err);
+
+/* Channels of the concatenation. */
+int64_t aspp_concat_channels(const struct aspp *a);
+
+/* Validate a value shape through the layer; odim gets the output shape;
+ * tensors above max_elements are -E2BIG. */
+int aspp_output_shape(const struct aspp *a, const int64_t vdim[4], int64_t max_elements,
+                      int64_t odim[4], char *err);
+
+/* Run the layer; *out is owned by the caller; FLOPs are added to the totals. */
+int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
+             struct tensor **out, double *useful, double *nominal, char *err);
+
+/* Free the layer's weights. */
+void aspp_clear(struct aspp *a);
+
+#endif
