@@ -112,26 +112,19 @@ static int out_size(const char *axis, int64_t in, int64_t k, int64_t rate,
 	return 0;
 }
 
-int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
-                      const struct tensor *bias, const struct conv_spec *s, int64_t odim[4],
-                      char *err)
+int conv_check_layer(const struct tensor *filters, const struct tensor *bias,
+                     const struct conv_spec *s, char *err)
 {
-	char a[160], b[160];
-	size_t count;
-	int64_t pad;
-	int rc;
+	char shape[160];
 
 	if (filters->rank != 4)
 		return err_set(
 		        err, -EINVAL,
 		        "filters must be rank 4 [kh, kw, in_channels, out_channels], got shape %s",
-		        tensor_shape_str(filters->rank, filters->dim, a, sizeof(a)));
+		        tensor_shape_str(filters->rank, filters->dim, shape, sizeof(shape)));
 	if (filters->count == 0)
 		return err_set(err, -EINVAL, "filters shape %s has a zero dimension",
-		               tensor_shape_str(4, filters->dim, a, sizeof(a)));
-	if (filters->dim[2] != vdim[3])
-		return err_set(err, -EINVAL, "filters in_channels %lld != value channels %lld",
-		               (long long)filters->dim[2], (long long)vdim[3]);
+		               tensor_shape_str(4, filters->dim, shape, sizeof(shape)));
 	if (s->rate_h < 1 || s->rate_w < 1) {
 		if (s->rate_h == s->rate_w)
 			return err_set(err, -EINVAL, "rate must be >= 1, got %lld",
@@ -147,8 +140,26 @@ int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
 		return err_set(err, -EINVAL, "padding must be \"SAME\" or \"VALID\"");
 	if (bias != NULL && (bias->rank != 1 || bias->dim[0] != filters->dim[3]))
 		return err_set(err, -EINVAL, "bias shape %s != [%lld] (filters out_channels)",
-		               tensor_shape_str(bias->rank, bias->dim, b, sizeof(b)),
+		               tensor_shape_str(bias->rank, bias->dim, shape, sizeof(shape)),
 		               (long long)filters->dim[3]);
+	return 0;
+}
+
+int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
+                      const struct tensor *bias, const struct conv_spec *s, int64_t odim[4],
+                      char *err)
+{
+	size_t count;
+	int64_t pad;
+	int rc;
+
+	/* TensorFlow reports a channel mismatch before a bad rate. */
+	if (filters->rank == 4 && filters->count > 0 && filters->dim[2] != vdim[3])
+		return err_set(err, -EINVAL, "filters in_channels %lld != value channels %lld",
+		               (long long)filters->dim[2], (long long)vdim[3]);
+	rc = conv_check_layer(filters, bias, s, err);
+	if (rc < 0)
+		return rc;
 	odim[0] = vdim[0];
 	odim[3] = filters->dim[3];
 	rc = out_size("height", vdim[1], filters->dim[0], s->rate_h, s->padding, &odim[1], &pad,

@@ -64,7 +64,13 @@ int conv_parse_padding(const char *s, enum conv_padding *out, char *err);
 /* Parse "none" or "relu". */
 int conv_parse_activation(const char *s, enum conv_act *out, char *err);
 
-/* Validate shapes and compute the output shape [N, OH, OW, O]. */
+/* Check a layer on its own: filters rank 4 without a zero dimension, rate in
+ * 1..CONV_MAX_RATE, known padding, bias of the filters' out_channels. */
+int conv_check_layer(const struct tensor *filters, const struct tensor *bias,
+                     const struct conv_spec *spec, char *err);
+
+/* Validate shapes (conv_check_layer, then against the value) and compute the
+ * output shape [N, OH, OW, O]. */
 int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
                       const struct tensor *bias, const struct conv_spec *spec, int64_t odim[4],
                       char *err);

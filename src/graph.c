@@ -73,16 +73,8 @@ static int parse_rate(json_t *v, struct conv_spec *s, char *err)
 		s->rate_w = json_integer_value(json_array_get(v, 1));
 	} else {
 		return err_set(err, -EINVAL, "\"rate\" must be an integer >= 1 or [rh, rw]");
+		/* Its range is checked with the rest of the layer (conv_check_layer). */
 	}
-	if (s->rate_h < 1 || s->rate_w < 1) {
-		if (s->rate_h == s->rate_w)
-			return err_set(err, -EINVAL, "rate must be >= 1, got %lld",
-			               (long long)s->rate_h);
-		return err_set(err, -EINVAL, "rate must be >= 1, got [%lld, %lld]",
-		               (long long)s->rate_h, (long long)s->rate_w);
-	}
-	if (s->rate_h > CONV_MAX_RATE || s->rate_w > CONV_MAX_RATE)
-		return err_set(err, -EINVAL, "rate exceeds the maximum %d", CONV_MAX_RATE);
 	return 0;
 }
 
@@ -141,28 +133,15 @@ static int parse_clayer(struct conv_layer *c, json_t *obj, enum clayer_kind kind
 	rc = getter(ctx, json_object_get(obj, "filters"), "filters", &c->filters, err);
 	if (rc < 0)
 		return rc;
-	if (c->filters->rank != 4)
-		return err_set(
-		        err, -EINVAL,
-		        "filters must be rank 4 [kh, kw, in_channels, out_channels], got shape %s",
-		        tensor_shape_str(c->filters->rank, c->filters->dim, shape, sizeof(shape)));
-	if (c->filters->count == 0)
-		return err_set(err, -EINVAL, "filters shape %s has a zero dimension",
-		               tensor_shape_str(4, c->filters->dim, shape, sizeof(shape)));
+	v = json_object_get(obj, "bias");
+	if (v != NULL && (rc = getter(ctx, v, "bias", &c->bias, err)) < 0)
+		return rc;
+	rc = conv_check_layer(c->filters, c->bias, &c->spec, err);
+	if (rc < 0)
+		return rc;
 	if (kind == KIND_ONE_BY_ONE && (c->filters->dim[0] != 1 || c->filters->dim[1] != 1))
 		return err_set(err, -EINVAL, "filters must be 1x1, got shape %s",
 		               tensor_shape_str(4, c->filters->dim, shape, sizeof(shape)));
-	v = json_object_get(obj, "bias");
-	if (v != NULL) {
-		rc = getter(ctx, v, "bias", &c->bias, err);
-		if (rc < 0)
-			return rc;
-		if (c->bias->rank != 1 || c->bias->dim[0] != c->filters->dim[3])
-			return err_set(
-			        err, -EINVAL, "bias shape %s != [%lld] (filters out_channels)",
-			        tensor_shape_str(c->bias->rank, c->bias->dim, shape, sizeof(shape)),
-			        (long long)c->filters->dim[3]);
-	}
 	return 0;
 }
 
