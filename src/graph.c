@@ -73,9 +73,8 @@ static int parse_rate(json_t *v, struct conv_spec *s, char *err)
 		s->rate_w = json_integer_value(json_array_get(v, 1));
 	} else {
 		return err_set(err, -EINVAL, "\"rate\" must be an integer >= 1 or [rh, rw]");
-		/* Its range is checked with the rest of the layer (conv_check_layer). */
 	}
-	return 0;
+	return 0; /* its range is checked with the layer (conv_check_layer) */
 }
 
 enum clayer_kind { KIND_CONV, KIND_BRANCH, KIND_ONE_BY_ONE };
