@@ -412,7 +412,7 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 		reply_buf(r, 200, &b);
 		return;
 	case EP_METRICS: {
-		struct metrics_gauges g = { a->pool ? pool_queued(a->pool) : 0,
+		struct metrics_gauges g = { a->pool ? pool_counts(a->pool).queued : 0,
 			                    a->pool ? pool_workers(a->pool) : 0,
 			                    models_count(a->models) };
 

@@ -135,16 +135,16 @@ static int wait_signal(struct pool *pool, uint64_t wd_usec)
 
 	for (;;) {
 		unsigned char c;
-		uint64_t done;
+		struct pool_counts now;
 		int n = poll(&pfd, 1, timeout);
 
 		if (n > 0 && read(signal_pipe[0], &c, 1) == 1)
 			return c;
 		if (n < 0 || wd_usec == 0)
 			continue;
-		done = pool_completed(pool);
-		stalled = pool_queued(pool) > 0 && done == last_done ? stalled + 1 : 0;
-		last_done = done;
+		now = pool_counts(pool);
+		stalled = now.queued > 0 && now.completed == last_done ? stalled + 1 : 0;
+		last_done = now.completed;
 		if (stalled < 2)
 			notify_watchdog();
 		else
@@ -233,7 +233,7 @@ static int serve(struct config *cfg)
 	/* A computation that outlived the deadline (its client already has a
 	 * 503) is allowed to finish: workers are joined, nothing is torn down
 	 * under them. */
-	if (pool_running(pool) > 0)
+	if (pool_counts(pool).running > 0)
 		log_warn("waiting for a computation that outlived drain_timeout");
 	pool_free(pool);
 	models_free(models);

@@ -487,7 +487,7 @@ void codec_put_numbers(struct buf *b, const float *v, size_t n, const struct par
 	put_values(b, v, 1, NULL, n, 0, runner);
 }
 
-static void put_shape(struct buf *b, const struct tensor *t)
+void codec_put_shape(struct buf *b, const struct tensor *t)
 {
 	int i;
 
@@ -512,7 +512,7 @@ void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc,
 		break;
 	case CODEC_B64:
 		buf_puts(b, "{\"shape\":");
-		put_shape(b, t);
+		codec_put_shape(b, t);
 		buf_puts(b, ",\"b64\":\"");
 		codec_put_base64(b, t->data, t->count * sizeof(float));
 		buf_puts(b, "\"}");
@@ -520,7 +520,7 @@ void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc,
 	case CODEC_FLAT:
 	default:
 		buf_puts(b, "{\"shape\":");
-		put_shape(b, t);
+		codec_put_shape(b, t);
 		buf_puts(b, ",\"data\":");
 		put_values(b, t->data, 1, NULL, t->count, 0, runner);
 		buf_puts(b, "}");

@@ -52,6 +52,9 @@ int codec_check_finite(const struct tensor *t, char *err);
 void codec_put_tensor(struct buf *b, const struct tensor *t, enum codec_enc enc,
                       const struct par_runner *runner);
 
+/* Append t's shape as a JSON array of integers. */
+void codec_put_shape(struct buf *b, const struct tensor *t);
+
 /* Append n floats as a flat JSON array. */
 void codec_put_numbers(struct buf *b, const float *v, size_t n, const struct par_runner *runner);
 

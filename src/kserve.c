@@ -265,16 +265,6 @@ void kserve_request_clear(struct kserve_request *req)
 	req->input = NULL;
 }
 
-static void put_shape(struct buf *b, const struct tensor *t)
-{
-	int i;
-
-	buf_puts(b, "[");
-	for (i = 0; i < t->rank; i++)
-		buf_printf(b, "%s%lld", i ? "," : "", (long long)t->dim[i]);
-	buf_puts(b, "]");
-}
-
 void kserve_encode_data(struct buf *data, const struct kserve_request *req,
                         const struct tensor *out, const struct par_runner *runner)
 {
@@ -298,7 +288,7 @@ void kserve_encode(struct buf *b, size_t *json_len, const struct model *m,
 	buf_printf(b, ",\"parameters\":%s,\"outputs\":[{\"name\":", params);
 	buf_json_string(b, model_output_name(m));
 	buf_puts(b, ",\"datatype\":\"FP32\",\"shape\":");
-	put_shape(b, out);
+	codec_put_shape(b, out);
 	if (req->binary_output) {
 		buf_printf(b, ",\"parameters\":{\"binary_data_size\":%zu}}]}",
 		           out->count * sizeof(float));

@@ -226,34 +226,16 @@ const struct par_runner *pool_runner(struct pool *p)
 	return &p->runner;
 }
 
-size_t pool_queued(struct pool *p)
+struct pool_counts pool_counts(struct pool *p)
 {
-	size_t n;
+	struct pool_counts c;
 
 	pthread_mutex_lock(&p->lock);
-	n = p->len;
+	c.queued = p->len;
+	c.running = p->running;
+	c.completed = p->completed;
 	pthread_mutex_unlock(&p->lock);
-	return n;
-}
-
-size_t pool_running(struct pool *p)
-{
-	size_t n;
-
-	pthread_mutex_lock(&p->lock);
-	n = p->running;
-	pthread_mutex_unlock(&p->lock);
-	return n;
-}
-
-uint64_t pool_completed(struct pool *p)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&p->lock);
-	n = p->completed;
-	pthread_mutex_unlock(&p->lock);
-	return n;
+	return c;
 }
 
 int pool_workers(const struct pool *p)

@@ -30,12 +30,15 @@ int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg);
 /* A runner that spreads tasks over idle workers (serial off the pool). */
 const struct par_runner *pool_runner(struct pool *p);
 
-/* Jobs waiting in the queue, and jobs running now. */
-size_t pool_queued(struct pool *p);
-size_t pool_running(struct pool *p);
+/* A consistent snapshot of the pool's job counters. */
+struct pool_counts {
+	size_t queued;      /* waiting in the queue */
+	size_t running;     /* running now */
+	uint64_t completed; /* finished since the pool started */
+};
 
-/* Jobs finished since the pool started (a progress counter). */
-uint64_t pool_completed(struct pool *p);
+/* Read the counters (under the pool's lock). */
+struct pool_counts pool_counts(struct pool *p);
 
 /* Number of worker threads. */
 int pool_workers(const struct pool *p);

@@ -48,8 +48,9 @@ START_TEST(test_queue_bounds)
 	ck_assert_int_eq(pool_submit(p, blocking_job, &b), 0);
 	ck_assert_int_eq(pool_submit(p, blocking_job, &b), 0);
 	ck_assert_int_eq(pool_submit(p, blocking_job, &b), -EAGAIN);
-	ck_assert_uint_eq(pool_queued(p), 2);
-	ck_assert_uint_eq(pool_running(p), 1);
+	ck_assert_uint_eq(pool_counts(p).queued, 2);
+	ck_assert_uint_eq(pool_counts(p).running, 1);
+	ck_assert_uint_eq(pool_counts(p).completed, 0);
 	pthread_mutex_lock(&b.lock);
 	b.open = 1;
 	pthread_cond_broadcast(&b.cond);
