@@ -14,6 +14,7 @@
 #include "codec.h"
 #include "error.h"
 #include "ftext.h"
+#include "runner.h"
 
 static uint64_t rng = 88172645463325252ULL;
 
@@ -371,8 +372,6 @@ int main(void)
 {
 	Suite *s = suite_create("codec");
 	TCase *tc = tcase_create("ftext");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_special_values);
@@ -386,9 +385,5 @@ int main(void)
 	tcase_add_test(tc, test_encode_round_trip);
 	tcase_add_test(tc, test_base64);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "runner.h"
 
 #define A(s) ((char *)(s))
 
@@ -143,17 +144,11 @@ int main(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("config");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_file_and_flags);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_sample_matches_conf);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

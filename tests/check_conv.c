@@ -16,6 +16,7 @@
 #include "conv.h"
 #include "error.h"
 #include "ref.h"
+#include "runner.h"
 
 static struct tensor *rand_tensor(int rank, int64_t a, int64_t b, int64_t c, int64_t d,
                                   uint64_t seed)
@@ -437,11 +438,5 @@ static Suite *conv_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(conv_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(conv_suite());
 }

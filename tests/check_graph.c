@@ -16,6 +16,7 @@
 #include "error.h"
 #include "graph.h"
 #include "ref.h"
+#include "runner.h"
 
 /* Tensors the tests refer to by name from JSON ("filters": "b1"). */
 struct named {
@@ -413,8 +414,6 @@ int main(void)
 {
 	Suite *s = suite_create("graph");
 	TCase *tc = tcase_create("graph");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_aspp_full);
 	tcase_add_test(tc, test_aspp_order_without_extras);
@@ -422,9 +421,5 @@ int main(void)
 	tcase_add_test(tc, test_sequential);
 	tcase_add_test(tc, test_errors);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "npy.h"
+#include "runner.h"
 
 /* Build an .npy image: magic, version, header text (padded), then data. */
 static size_t build(unsigned char *buf, int major, const char *dict, const void *data, size_t dlen)
@@ -195,17 +196,11 @@ int main(void)
 {
 	Suite *s = suite_create("npy");
 	TCase *tc = tcase_create("format");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_versions);
 	tcase_add_test(tc, test_float64);
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_file_round_trip);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "pool.h"
+#include "runner.h"
 
 struct blocker {
 	pthread_mutex_t lock;
@@ -122,15 +123,9 @@ int main(void)
 {
 	Suite *s = suite_create("pool");
 	TCase *tc = tcase_create("pool");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_queue_bounds);
 	tcase_add_test(tc, test_parallel_for);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

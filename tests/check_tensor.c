@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "tensor.h"
+#include "runner.h"
 
 START_TEST(test_count)
 {
@@ -97,17 +98,11 @@ int main(void)
 {
 	Suite *s = suite_create("tensor");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_count);
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_new);
 	tcase_add_test(tc, test_errors);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }
