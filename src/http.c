@@ -143,40 +143,59 @@ static int draining(const struct http *h)
 	return __atomic_load_n(&h->api->state, __ATOMIC_ACQUIRE) == API_DRAINING;
 }
 
-static enum MHD_Result send_reply(struct request *rq)
+/* Call add(ctx, name, value) for each header a reply carries. */
+static void reply_headers(const struct reply *r, void (*add)(void *ctx, const char *, const char *),
+                          void *ctx)
 {
-	struct reply *r = &rq->reply;
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
 	char num[24];
 
-	resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL)
-		return MHD_NO;
-	r->body = NULL;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                        r->content_type ? r->content_type : "application/json");
+	add(ctx, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    r->content_type ? r->content_type : "application/json");
 	if (r->server_timing[0])
-		MHD_add_response_header(resp, "Server-Timing", r->server_timing);
+		add(ctx, "Server-Timing", r->server_timing);
 	if (r->retry_after > 0) {
 		snprintf(num, sizeof(num), "%d", r->retry_after);
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+		add(ctx, MHD_HTTP_HEADER_RETRY_AFTER, num);
 	}
 	if (r->allow != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+		add(ctx, MHD_HTTP_HEADER_ALLOW, r->allow);
 	if (r->www_authenticate != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-		                        r->www_authenticate);
+		add(ctx, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
 	if (r->infer_header_len[0])
-		MHD_add_response_header(resp, "Inference-Header-Content-Length",
-		                        r->infer_header_len);
-	if (draining(rq->h))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+		add(ctx, "Inference-Header-Content-Length", r->infer_header_len);
+}
+
+/* The bookkeeping of a reply that goes out: log fields and metrics. */
+static void record_reply(struct request *rq)
+{
+	const struct reply *r = &rq->reply;
+
 	rq->status = r->status;
 	rq->bytes_out = r->len;
 	metrics_request(rq->route.ep, r->status, api_now_ns() - rq->t.start, rq->body.len, r->len);
 	if (r->request_id[0])
 		snprintf(rq->request_id, sizeof(rq->request_id), "%s", r->request_id);
+}
+
+static void add_to_response(void *ctx, const char *name, const char *value)
+{
+	MHD_add_response_header(ctx, name, value);
+}
+
+static enum MHD_Result send_reply(struct request *rq)
+{
+	struct reply *r = &rq->reply;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+		return MHD_NO;
+	r->body = NULL;
+	reply_headers(r, add_to_response, resp);
+	if (draining(rq->h))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	record_reply(rq);
 	ret = MHD_queue_response(rq->conn, (unsigned int)r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -332,6 +351,11 @@ static int half_closed(struct MHD_Connection *c)
 /* Write a reply straight to the socket of a suspended connection whose
  * client has half-closed it (libmicrohttpd would drop it on resume); the
  * connection is closed afterwards.  0 when every byte went out. */
+static void add_to_buf(void *ctx, const char *name, const char *value)
+{
+	buf_printf(ctx, "%s: %s\r\n", name, value);
+}
+
 static int write_direct(struct MHD_Connection *c, const struct reply *r)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -346,14 +370,7 @@ static int write_direct(struct MHD_Connection *c, const struct reply *r)
 		return -1;
 	buf_printf(&b, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: %zu\r\n", r->status,
 	           reason ? reason : "", r->len);
-	buf_printf(&b, "Content-Type: %s\r\n",
-	           r->content_type ? r->content_type : "application/json");
-	if (r->server_timing[0])
-		buf_printf(&b, "Server-Timing: %s\r\n", r->server_timing);
-	if (r->retry_after > 0)
-		buf_printf(&b, "Retry-After: %d\r\n", r->retry_after);
-	if (r->infer_header_len[0])
-		buf_printf(&b, "Inference-Header-Content-Length: %s\r\n", r->infer_header_len);
+	reply_headers(r, add_to_buf, &b);
 	buf_puts(&b, "\r\n");
 	if (r->len > 0)
 		buf_add(&b, r->body, r->len);
@@ -491,10 +508,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return buf_ok(&rq->body) == 0 ? MHD_YES : MHD_NO;
 	}
 	if (rq->phase == P_DONE && rq->direct) {
-		rq->status = rq->reply.status;
-		rq->bytes_out = rq->reply.len;
-		metrics_request(rq->route.ep, rq->status, api_now_ns() - rq->t.start, rq->body.len,
-		                rq->bytes_out);
+		record_reply(rq);
 		return MHD_NO; /* sent already: close the connection */
 	}
 	if (rq->phase == P_DONE)
