@@ -158,16 +158,43 @@ static void server_timing(char *dst, size_t len, uint64_t decode, uint64_t queue
 	         (unsigned long long)(encode / 1000 % 1000));
 }
 
+/* The stage boundaries of one computation (CLOCK_MONOTONIC ns). */
+struct stages {
+	uint64_t start, enqueue; /* request line, handed to the pool */
+	uint64_t begin, decoded, computed, encoded;
+};
+
+/* The timing fields shared by native replies ("timing") and KServe replies
+ * ("parameters"), without braces. */
+static void put_stages(struct buf *b, const struct stages *s, double flops)
+{
+	buf_printf(b,
+	           "\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"
+	           "\"total_us\":%lld,\"flops\":%llu",
+	           us(s->decoded - s->begin), us(s->begin - s->enqueue),
+	           us(s->computed - s->decoded), us(s->encoded - s->computed),
+	           us(s->encoded - s->start), (unsigned long long)flops);
+}
+
+/* A computation succeeded: its Server-Timing header and its metrics. */
+static void record_stages(struct reply *r, const struct stages *s, const char *model, double flops)
+{
+	server_timing(r->server_timing, sizeof(r->server_timing), s->decoded - s->begin,
+	              s->begin - s->enqueue, s->computed - s->decoded, s->encoded - s->computed);
+	metrics_compute(model, s->begin - s->enqueue, s->decoded - s->begin,
+	                s->computed - s->decoded, s->encoded - s->computed, flops);
+}
+
 static void native(struct api *a, enum endpoint ep, const char *body, size_t len,
                    const struct api_times *t, struct reply *r)
 {
-	uint64_t t_begin = api_now_ns(), t_decoded, t_computed, t_encoded;
+	struct stages sg = { t->start, t->enqueue, api_now_ns(), 0, 0, 0 };
 	struct graph_stats st = { 0, 0 };
 	struct tensor *value = NULL, *out = NULL;
 	struct graph *g = NULL;
 	struct buf b = { 0 };
 	enum codec_enc enc;
-	unsigned long long flops, milli;
+	unsigned long long milli;
 	uint64_t ns;
 	int64_t odim[4];
 	char err[ERR_LEN];
@@ -177,10 +204,10 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	if (rc == 0)
 		rc = graph_output_shape(g, value->dim, (int64_t)a->cfg->max_output_elements, odim,
 		                        err);
-	t_decoded = api_now_ns();
+	sg.decoded = api_now_ns();
 	if (rc == 0)
 		rc = graph_run(g, value, a->runner, &out, &st, err);
-	t_computed = api_now_ns();
+	sg.computed = api_now_ns();
 	if (rc == 0)
 		rc = codec_check_finite(out, err);
 	if (rc < 0) {
@@ -189,17 +216,13 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	}
 	buf_puts(&b, "{\"output\":");
 	codec_put_tensor(&b, out, enc, a->runner);
-	t_encoded = api_now_ns();
+	sg.encoded = api_now_ns();
 	/* GFLOP/s with three decimals = flops / ns, in integer arithmetic. */
-	flops = (unsigned long long)st.useful_flops;
-	ns = t_computed > t_decoded ? t_computed - t_decoded : 1;
-	milli = (unsigned long long)((double)flops * 1000.0 / (double)ns);
-	buf_printf(&b,
-	           ",\"timing\":{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,"
-	           "\"encode_us\":%lld,\"total_us\":%lld,\"flops\":%llu,\"gflops\":%llu.%03llu}}\n",
-	           us(t_decoded - t_begin), us(t_begin - t->enqueue), us(t_computed - t_decoded),
-	           us(t_encoded - t_computed), us(t_encoded - t->start), flops, milli / 1000,
-	           milli % 1000);
+	ns = sg.computed > sg.decoded ? sg.computed - sg.decoded : 1;
+	milli = (unsigned long long)(st.useful_flops * 1000.0 / (double)ns);
+	buf_puts(&b, ",\"timing\":{");
+	put_stages(&b, &sg, st.useful_flops);
+	buf_printf(&b, ",\"gflops\":%llu.%03llu}}\n", milli / 1000, milli % 1000);
 	if (buf_ok(&b) < 0) {
 		buf_free(&b);
 		reply_error(r, 503, "out of memory while encoding the reply");
@@ -209,11 +232,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	r->status = 200;
 	r->content_type = "application/json";
 	r->body = buf_take(&b, &r->len);
-	r->flops = (uint64_t)st.useful_flops;
-	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
-	              t_begin - t->enqueue, t_computed - t_decoded, t_encoded - t_computed);
-	metrics_compute(route_label(ep), t_begin - t->enqueue, t_decoded - t_begin,
-	                t_computed - t_decoded, t_encoded - t_computed, st.useful_flops);
+	record_stages(r, &sg, route_label(ep), st.useful_flops);
 done:
 	tensor_free(out);
 	tensor_free(value);
@@ -235,13 +254,13 @@ static void reply_buf(struct reply *r, int status, struct buf *b)
 
 static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 {
-	uint64_t t_begin = api_now_ns(), t_decoded, t_computed, t_encoded;
+	struct stages sg = { rq->t.start, rq->t.enqueue, api_now_ns(), 0, 0, 0 };
 	struct kserve_request req = { 0 };
 	struct graph_stats st = { 0, 0 };
 	struct tensor *out = NULL;
-	struct buf data = { 0 }, b = { 0 };
+	struct buf data = { 0 }, b = { 0 }, params = { 0 };
 	struct model *m;
-	char err[ERR_LEN], params[320];
+	char err[ERR_LEN];
 	int64_t odim[4];
 	size_t json_len;
 	int rc;
@@ -256,10 +275,10 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), req.input->dim,
 		                        (int64_t)a->cfg->max_output_elements, odim, err);
-	t_decoded = api_now_ns();
+	sg.decoded = api_now_ns();
 	if (rc == 0)
 		rc = graph_run(model_graph(m), req.input, a->runner, &out, &st, err);
-	t_computed = api_now_ns();
+	sg.computed = api_now_ns();
 	if (rc == 0)
 		rc = codec_check_finite(out, err);
 	if (rc < 0) {
@@ -270,14 +289,12 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		goto done;
 	}
 	kserve_encode_data(&data, &req, out, a->runner);
-	t_encoded = api_now_ns();
-	snprintf(params, sizeof(params),
-	         "{\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"
-	         "\"total_us\":%lld,\"flops\":%llu}",
-	         us(t_decoded - t_begin), us(t_begin - rq->t.enqueue), us(t_computed - t_decoded),
-	         us(t_encoded - t_computed), us(t_encoded - rq->t.start),
-	         (unsigned long long)st.useful_flops);
-	kserve_encode(&b, &json_len, m, &req, out, params, &data);
+	sg.encoded = api_now_ns();
+	buf_puts(&params, "{");
+	put_stages(&params, &sg, st.useful_flops);
+	buf_add(&params, "}", 2); /* with its NUL: a C string */
+	kserve_encode(&b, &json_len, m, &req, out, buf_ok(&params) == 0 ? params.data : "{}",
+	              &data);
 	reply_buf(r, 200, &b);
 	if (req.has_id)
 		snprintf(r->request_id, sizeof(r->request_id), "%.63s", req.id);
@@ -285,17 +302,14 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		r->content_type = "application/octet-stream";
 		snprintf(r->infer_header_len, sizeof(r->infer_header_len), "%zu", json_len);
 	}
-	r->flops = (uint64_t)st.useful_flops;
-	server_timing(r->server_timing, sizeof(r->server_timing), t_decoded - t_begin,
-	              t_begin - rq->t.enqueue, t_computed - t_decoded, t_encoded - t_computed);
 	if (r->status == 200)
-		metrics_compute(model_name(m), t_begin - rq->t.enqueue, t_decoded - t_begin,
-		                t_computed - t_decoded, t_encoded - t_computed, st.useful_flops);
-	model_record(m, r->status == 200, api_now_ns() - rq->t.start, t_begin - rq->t.enqueue,
-	             t_decoded - t_begin, t_computed - t_decoded, t_encoded - t_computed,
+		record_stages(r, &sg, model_name(m), st.useful_flops);
+	model_record(m, r->status == 200, api_now_ns() - rq->t.start, sg.begin - sg.enqueue,
+	             sg.decoded - sg.begin, sg.computed - sg.decoded, sg.encoded - sg.computed,
 	             (uint64_t)req.input->dim[0]);
 done:
 	buf_free(&data);
+	buf_free(&params);
 	tensor_free(out);
 	kserve_request_clear(&req);
 	model_unref(m);

@@ -28,7 +28,6 @@ struct reply {
 	const char *www_authenticate;
 	char server_timing[160];
 	char infer_header_len[24]; /* Inference-Header-Content-Length, or "" */
-	uint64_t flops;            /* useful FLOPs of the computation */
 	char request_id[64];       /* a KServe request's id, for the log */
 };
 
