@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, Results, close, dec, enc  # noqa: E402
+from harness import Daemon, Results, burst, close, dec, enc  # noqa: E402
 from numpy_ref import aspp_ref, reference  # noqa: E402
 
 R = Results()
@@ -226,19 +226,7 @@ def slow_body():
 def test_queue_full():
     d = Daemon("--threads", "1", "--max-queue", "1")
     body = json.dumps(slow_body())
-    statuses, retry = [], []
-
-    def one():
-        st, hdr, _ = d.request("POST", "/v1/atrous_conv2d", body)
-        statuses.append(st)
-        if st == 503:
-            retry.append(hdr.get("Retry-After"))
-
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses, retry = burst(lambda: d.request("POST", "/v1/atrous_conv2d", body))
     R.check(set(statuses) <= {200, 503} and statuses.count(503) >= 1 and statuses.count(200) >= 2,
             "queue full: statuses %s" % sorted(statuses))
     R.check(retry and all(r == "1" for r in retry), "every 503 carries Retry-After")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -92,17 +93,16 @@ class Daemon:
                 s.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        out = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except (socket.timeout, ConnectionResetError):
-            pass
+        out = read_all(s)
         s.close()
         return out
+
+    def kill(self):
+        """kill -9: no drain, no clean-up by the daemon; the test's files go."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
@@ -122,6 +122,48 @@ class Daemon:
     def log_text_closed(self):
         with open(self.log_path) as f:
             return f.read()
+
+
+def read_all(s):
+    """Everything a socket yields until the peer closes, resets or times out."""
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
+def burst(send, n=8):
+    """Call send() from n threads at once; send returns (status, headers, ...).
+    Returns the statuses and the Retry-After header of every 503."""
+    statuses, retry = [], []
+
+    def one():
+        st, hdr = send()[:2]
+        statuses.append(st)
+        if st == 503:
+            retry.append(hdr.get("Retry-After"))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses, retry
+
+
+def free_port():
+    """A loopback port nothing listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def enc(a, how):

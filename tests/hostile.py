@@ -12,7 +12,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, Results  # noqa: E402
+from harness import Daemon, Results, read_all  # noqa: E402
 
 R = Results()
 GOOD = json.dumps({"value": [[[[1.0], [2.0]], [[3.0], [4.0]]]], "filters": [[[[2.0]]]], "rate": 1,
@@ -242,16 +242,7 @@ def during_shutdown():
     time.sleep(0.3)
     s.sendall(post(GOOD))
     s.settimeout(5)
-    reply = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    st = status_of(reply)
+    st = status_of(read_all(s))
     R.check(st in (None, 503), "a request on an open connection during shutdown -> %s" % st)
     R.check(d.proc.wait(timeout=20) == 0, "daemon exits 0 after SIGTERM")
     d.stop()

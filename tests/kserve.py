@@ -8,7 +8,6 @@ import os
 import random
 import shutil
 import signal
-import struct
 import sys
 import tempfile
 import threading
@@ -17,7 +16,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SRCDIR, Daemon, Results, close, enc  # noqa: E402
+from harness import SRCDIR, Daemon, Results, burst, close, enc  # noqa: E402
 from numpy_ref import aspp_ref, reference  # noqa: E402
 
 R = Results()
@@ -324,19 +323,7 @@ def test_queue_full(root, token):
             time.sleep(0.05)
         x = rng.standard_normal((1, 96, 96, 64)).astype(np.float32)
         req = infer_body(x, binary_in=True, request_binary_output=True)
-        statuses, retry = [], []
-
-        def one():
-            st, hdr, _ = infer(d, "heavy", *req)
-            statuses.append(st)
-            if st == 503:
-                retry.append(hdr.get("Retry-After"))
-
-        threads = [threading.Thread(target=one) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses, retry = burst(lambda: infer(d, "heavy", *req))
         R.check(503 in statuses and 200 in statuses and set(statuses) <= {200, 503} and all(retry),
                 "infer with a full queue -> 503 with Retry-After: %s" % sorted(statuses))
     finally:
@@ -359,6 +346,13 @@ def test_crash_safety(token):
     d.stop()
     x = rng.standard_normal((1, 6, 6, 16)).astype(np.float32)
     refs = [ref(x) for _, ref in big]
+
+    def restart_and_infer():
+        """A fresh daemon on the same directory, and its answer for x (None if not 200)."""
+        d = Daemon("--models", root, "--admin-token-file", token)
+        st, hdr, data = infer(d, "m", *infer_body(x, name="x", outputs=[{"name": "y"}]))
+        return d, (parse_infer(hdr, data)[1]["y"] if st == 200 else None)
+
     outcomes = []
     for i in range(8):
         d = Daemon("--models", root, "--admin-token-file", token)
@@ -372,20 +366,16 @@ def test_crash_safety(token):
         t = threading.Thread(target=upload)
         t.start()
         time.sleep(random.uniform(0.0, 0.12))
-        d.proc.send_signal(signal.SIGKILL)
+        d.kill()
         t.join()
-        d.proc.wait()
-        d.log.close()
-        shutil.rmtree(d.dir, ignore_errors=True)
-        d = Daemon("--models", root, "--admin-token-file", token)
-        st, hdr, data = infer(d, "m", *infer_body(x, name="x", outputs=[{"name": "y"}]))
-        got = parse_infer(hdr, data)[1]["y"] if st == 200 else None
+        d, got = restart_and_infer()
         which = [k for k in (0, 1) if got is not None and close(got, refs[k], quiet=True)]
         outcomes.append(which[0] if which else None)
         leftovers = [n for n in os.listdir(root) if n.startswith(".")]
         d.stop()
         if not which or leftovers:
-            print("# round %d: status %d, leftovers %s" % (i, st, leftovers))
+            answer = "none" if got is None else ("version %d" % which[0] if which else "neither version")
+            print("# round %d: answer %s, leftovers %s" % (i, answer, leftovers))
     R.check(all(o is not None for o in outcomes), "after kill -9 mid-upload the model is always whole: %s" % outcomes)
     # kill -9 in the middle of reloads: the directory is only read, the
     # model is served whole after every restart.
@@ -396,13 +386,8 @@ def test_crash_safety(token):
             d.proc.send_signal(signal.SIGHUP)
             d.request("POST", "/v1/models/reload", b"", headers=auth)
         time.sleep(random.uniform(0.0, 0.05))
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait()
-        d.log.close()
-        shutil.rmtree(d.dir, ignore_errors=True)
-        d = Daemon("--models", root, "--admin-token-file", token)
-        st, hdr, data = infer(d, "m", *infer_body(x, name="x", outputs=[{"name": "y"}]))
-        got = parse_infer(hdr, data)[1]["y"] if st == 200 else None
+        d.kill()
+        d, got = restart_and_infer()
         whole.append(got is not None and any(close(got, r, quiet=True) for r in refs))
         d.stop()
     R.check(all(whole), "after kill -9 during reloads the model is served whole: %s" % whole)

@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ATROUSD, BUILDDIR, SRCDIR, Daemon, Results  # noqa: E402
+from harness import ATROUSD, BUILDDIR, SRCDIR, Daemon, Results, free_port  # noqa: E402
 
 R = Results()
 CI = bool(os.environ.get("CI"))
@@ -31,14 +31,6 @@ def need(tool):
     R.check(not CI, "%s is installed (required under CI)" % tool)
     print("# skipped: %s not installed" % tool)
     return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def parse_metrics(text):
