@@ -208,7 +208,7 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 {
 	json_t *shape = json_object_get(v, "shape"), *data = json_object_get(v, "data");
 	json_t *b64 = json_object_get(v, "b64");
-	struct tensor *t = NULL, *fast;
+	struct tensor *t = NULL;
 	int64_t dim[TENSOR_MAX_RANK];
 	const char *key;
 	json_t *val;
@@ -256,33 +256,16 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 			free(bytes);
 			return err_set(err, -ENOMEM, "out of memory");
 		}
-		t->rank = rank;
-		for (i = 0; i < rank; i++)
-			t->dim[i] = dim[i];
 		t->count = count;
 		t->data = (float *)(void *)bytes;
-		*out = t;
-		return 0;
-	}
-	fast = take_placeholder(doc, data);
-	if (fast != NULL) {
-		if (fast->count != count) {
-			rc = err_set(err, -EINVAL, "shape needs %zu elements, \"data\" has %zu",
-			             count, fast->count);
-			tensor_free(fast);
+	} else {
+		/* "data": decoded by the fast path, or else a nested array. */
+		t = take_placeholder(doc, data);
+		if (t == NULL && !json_is_array(data))
+			return err_set(err, -EINVAL, "\"data\" must be an array of numbers");
+		if (t == NULL && (rc = from_nested(data, doc->max_elements, &t, err)) < 0)
 			return rc;
-		}
-		fast->rank = rank;
-		for (i = 0; i < rank; i++)
-			fast->dim[i] = dim[i];
-		*out = fast;
-		return 0;
 	}
-	if (!json_is_array(data))
-		return err_set(err, -EINVAL, "\"data\" must be an array of numbers");
-	rc = from_nested(data, doc->max_elements, &t, err);
-	if (rc < 0)
-		return rc;
 	if (t->count != count) {
 		rc = err_set(err, -EINVAL, "shape needs %zu elements, \"data\" has %zu", count,
 		             t->count);
