@@ -268,11 +268,33 @@ START_TEST(test_aspp_fused)
 }
 END_TEST
 
+/* One layer of the naive reference, rounded to float32 as the daemon keeps
+ * the tensors between layers. */
+static struct tensor *ref_layer_f32(const struct tensor *x, const struct tensor *f, int64_t rh,
+                                    int64_t rw, int same, int relu)
+{
+	struct tensor *t;
+	double *r, *m;
+	int64_t rd[4];
+	char err[ERR_LEN];
+	size_t i;
+
+	ck_assert_int_eq(ref_atrous2d(x->data, x->dim, f->data, f->dim, NULL, rh, rw, same, relu,
+	                              &r, &m, rd),
+	                 0);
+	ck_assert_int_eq(tensor_new(&t, 4, rd, err), 0);
+	for (i = 0; i < t->count; i++)
+		t->data[i] = (float)r[i];
+	free(r);
+	free(m);
+	return t;
+}
+
 START_TEST(test_sequential)
 {
 	struct tensor *x = add("x", 4, 2, 10, 9, 3), *f1 = add("f1", 4, 3, 3, 3, 4);
 	struct tensor *f2 = add("f2", 4, 3, 3, 4, 5), *f3 = add("f3", 4, 2, 3, 5, 2), *out;
-	struct tensor *t1 = NULL, *t2 = NULL;
+	struct tensor *t1, *t2;
 	json_t *layers = parse("[{\"filters\":\"f1\",\"rate\":2,\"padding\":\"SAME\","
 	                       "\"activation\":\"relu\"},{\"type\":\"atrous_conv2d\",\"filters\":"
 	                       "\"f2\",\"rate\":2,\"padding\":\"SAME\"},{\"filters\":\"f3\","
@@ -290,21 +312,8 @@ START_TEST(test_sequential)
 	ck_assert_int_eq(graph_run(g, x, NULL, &out, NULL, err), 0);
 	/* Reference: the chain through the naive kernel, rounding to float32
 	 * between layers as the daemon does. */
-	ck_assert_int_eq(
-	        ref_atrous2d(x->data, x->dim, f1->data, f1->dim, NULL, 2, 2, 1, 1, &r, &m, rd), 0);
-	ck_assert_int_eq(tensor_new(&t1, 4, rd, err), 0);
-	for (i = 0; i < t1->count; i++)
-		t1->data[i] = (float)r[i];
-	free(r);
-	free(m);
-	ck_assert_int_eq(
-	        ref_atrous2d(t1->data, t1->dim, f2->data, f2->dim, NULL, 2, 2, 1, 0, &r, &m, rd),
-	        0);
-	ck_assert_int_eq(tensor_new(&t2, 4, rd, err), 0);
-	for (i = 0; i < t2->count; i++)
-		t2->data[i] = (float)r[i];
-	free(r);
-	free(m);
+	t1 = ref_layer_f32(x, f1, 2, 2, 1, 1);
+	t2 = ref_layer_f32(t1, f2, 2, 2, 1, 0);
 	ck_assert_int_eq(
 	        ref_atrous2d(t2->data, t2->dim, f3->data, f3->dim, NULL, 2, 1, 0, 0, &r, &m, rd),
 	        0);
