@@ -22,12 +22,24 @@ stage() { # NAME STATUS
 	else failed=$((failed + 1)); echo "stage $1: FAILED"; fi
 }
 
+# What a failing test printed: its failed checks and the end of its log.
+failed_logs() { # BUILDDIR
+	for trs in "$1"/tests/*.trs; do
+		[ -f "$trs" ] && grep -qE "^:test-result: (FAIL|ERROR)" "$trs" || continue
+		l=${trs%.trs}.log
+		echo "---- $l"
+		grep -E "^not ok|Traceback|Error|Sanitizer|runtime error" "$l" | head -20 || true
+		tail -15 "$l"
+	done
+}
+
 make -j"$jobs" >/dev/null
 st=0
 make -j"$jobs" check || st=$?
 grep -h "Checks:" tests/*.log || true
 awk '/^# PASS:/ {p = $3} /^# FAIL:/ {f = $3} /^# ERROR:/ {e = $3}
      END {printf "make check: %d passed, %d failed\n", p, f + e}' test-suite.log
+[ "$st" -eq 0 ] || failed_logs .
 stage check "$st"
 
 if ! skip sanitizers; then
@@ -41,6 +53,7 @@ if ! skip sanitizers; then
 	else
 		grep -E "^(FAIL|ERROR):|runtime error|Sanitizer|not ok" "$log" | head -40 || true
 		tail -20 "$log"
+		failed_logs atrousd-*/_build/sub
 	fi
 	rm -f "$log" atrousd-*.tar.gz
 	stage sanitizers "$st"

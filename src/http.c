@@ -25,9 +25,11 @@
 #include "metrics.h"
 #include "route.h"
 
-/* Largest body answered on the I/O thread when its client has half-closed
- * the connection (see half_closed()). */
-#define HTTP_INLINE_MAX (64 * 1024)
+/* How long a reply to a half-closed connection may take to write: from a
+ * worker, and from the I/O thread when the half-close came too late for the
+ * worker to see it (see on_completed()). */
+#define HTTP_DIRECT_WORKER_NS 2000000000u
+#define HTTP_DIRECT_IO_NS     100000000u
 
 /* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
 #define HTTP_CONN_MEMORY (32 * 1024)
@@ -108,34 +110,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	rq->header_len = -1;
 	rq->t.start = api_now_ns();
 	return rq;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-	struct http *h = cls;
-	struct request *rq = *con_cls;
-
-	(void)c;
-	if (rq == NULL)
-		return;
-	*con_cls = NULL;
-	if (rq->reserved)
-		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
-	if (rq->method[0] != '\0') {
-		uint64_t total = api_now_ns() - rq->t.start;
-
-		/* Replies are counted when queued; this is a request closed
-		 * without one (a body over the limit, a client gone). */
-		if (rq->status == 0)
-			metrics_request(rq->route.ep, 0, total, rq->body.len, 0);
-		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
-		         rq->status, rq->body.len, rq->bytes_out,
-		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
-		         rq->request_id,
-		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
-	}
-	request_unref(h, rq);
 }
 
 static int draining(const struct http *h)
@@ -337,8 +311,10 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 }
 
 /* Has the client already shut down its sending side?  libmicrohttpd 0.9.75
- * drops such a connection when its request is answered after a suspension
- * (the reply would be lost), so these few are answered without one. */
+ * reads a resumed connection once before calling the handler again (the
+ * suspension left it waiting for input), and a read of end-of-file there
+ * drops the connection with the reply unsent.  Such replies are written
+ * straight to the socket instead. */
 static int half_closed(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -348,46 +324,81 @@ static int half_closed(struct MHD_Connection *c)
 	return ci != NULL && recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* Write a reply straight to the socket of a suspended connection whose
- * client has half-closed it (libmicrohttpd would drop it on resume); the
- * connection is closed afterwards.  0 when every byte went out. */
 static void add_to_buf(void *ctx, const char *name, const char *value)
 {
 	buf_printf(ctx, "%s: %s\r\n", name, value);
 }
 
-static int write_direct(struct MHD_Connection *c, const struct reply *r)
+/* Write rq's reply straight to its connection's socket, giving up after
+ * budget_ns; libmicrohttpd closes the connection afterwards.  The reply is
+ * recorded as sent either way (a client gone is a client gone). */
+static void write_direct(struct request *rq, uint64_t budget_ns)
 {
 	const union MHD_ConnectionInfo *ci =
-	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	uint64_t deadline = api_now_ns() + 2000000000u;
-	struct buf b = { 0 };
+	        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const struct reply *r = &rq->reply;
+	uint64_t deadline = api_now_ns() + budget_ns;
 	const char *reason = MHD_get_reason_phrase_for((unsigned int)r->status);
+	struct buf b = { 0 };
 	size_t off = 0;
-	int rc = 0;
 
-	if (ci == NULL)
-		return -1;
+	rq->direct = 1;
+	record_reply(rq);
 	buf_printf(&b, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: %zu\r\n", r->status,
 	           reason ? reason : "", r->len);
 	reply_headers(r, add_to_buf, &b);
 	buf_puts(&b, "\r\n");
 	if (r->len > 0)
 		buf_add(&b, r->body, r->len);
-	while (rc == 0 && buf_ok(&b) == 0 && off < b.len) {
-		ssize_t n = send(ci->connect_fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+	while (ci != NULL && buf_ok(&b) == 0 && off < b.len) {
+		ssize_t n = send(ci->connect_fd, b.data + off, b.len - off,
+		                 MSG_NOSIGNAL | MSG_DONTWAIT);
 		struct pollfd pfd = { ci->connect_fd, POLLOUT, 0 };
 
 		if (n > 0)
 			off += (size_t)n;
 		else if (n < 0 && (errno == EAGAIN || errno == EINTR) && api_now_ns() < deadline)
-			poll(&pfd, 1, 100);
+			poll(&pfd, 1, 10);
 		else
-			rc = -1;
+			break;
 	}
-	rc = rc == 0 && buf_ok(&b) == 0 && off == b.len ? 0 : -1;
+	if (off < b.len)
+		log_warn("%s %s: reply to a half-closed connection cut short (%zu of %zu bytes)",
+		         rq->method, rq->path, off, b.len);
 	buf_free(&b);
-	return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct http *h = cls;
+	struct request *rq = *con_cls;
+
+	(void)c;
+	if (rq == NULL)
+		return;
+	*con_cls = NULL;
+	/* The client half-closed after the worker looked, and libmicrohttpd
+	 * dropped the resumed connection before the reply was queued. */
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->phase == P_DONE && rq->status == 0 &&
+	    !rq->direct && rq->reply.status != 0)
+		write_direct(rq, HTTP_DIRECT_IO_NS);
+	if (rq->reserved)
+		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
+	if (rq->method[0] != '\0') {
+		uint64_t total = api_now_ns() - rq->t.start;
+
+		/* Replies are counted when queued; this is a request closed
+		 * without one (a body over the limit, a client gone). */
+		if (rq->status == 0)
+			metrics_request(rq->route.ep, 0, total, rq->body.len, 0);
+		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
+		         rq->status, rq->body.len, rq->bytes_out,
+		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
+		         rq->request_id,
+		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+	}
+	request_unref(h, rq);
 }
 
 static void job_run(void *arg)
@@ -410,10 +421,10 @@ static void job_run(void *arg)
 	metrics_inflight(-1);
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
-		/* Rare: the client half-closed while we computed. */
-		if (half_closed(rq->conn) && write_direct(rq->conn, &r) == 0)
-			rq->direct = 1;
 		rq->reply = r;
+		/* Rare: the client half-closed before its reply was ready. */
+		if (half_closed(rq->conn))
+			write_direct(rq, HTTP_DIRECT_WORKER_NS);
 		rq->phase = P_DONE;
 		jobs_remove(h, rq);
 		MHD_resume_connection(rq->conn);
@@ -432,15 +443,6 @@ static enum MHD_Result submit(struct request *rq)
 
 	if (draining(h))
 		return fail(rq, 503, "shutting down");
-	if (rq->body.len <= HTTP_INLINE_MAX && half_closed(rq->conn)) {
-		struct api_request ar = { &rq->route, rq->body.data ? rq->body.data : "",
-			                  rq->body.len, rq->header_len, rq->t };
-
-		rq->t.enqueue = ar.t.enqueue = api_now_ns();
-		api_run(h->api, &ar, &rq->reply);
-		rq->phase = P_DONE;
-		return send_reply(rq);
-	}
 	rq->phase = P_RUNNING;
 	rq->t.enqueue = api_now_ns();
 	metrics_inflight(1);
@@ -507,10 +509,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		buf_add(&rq->body, upload, n);
 		return buf_ok(&rq->body) == 0 ? MHD_YES : MHD_NO;
 	}
-	if (rq->phase == P_DONE && rq->direct) {
-		record_reply(rq);
+	if (rq->phase == P_DONE && rq->direct)
 		return MHD_NO; /* sent already: close the connection */
-	}
 	if (rq->phase == P_DONE)
 		return send_reply(rq);
 	if (rq->phase == P_BODY)
