@@ -87,7 +87,10 @@ class Daemon:
     def raw(self, payload, timeout=5, shutdown=True):
         """Send raw bytes; return everything the server sends back."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        s.sendall(payload)
+        try:
+            s.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the payload was all sent
         if shutdown:
             try:
                 s.shutdown(socket.SHUT_WR)
