@@ -137,25 +137,29 @@ done:
 	return rc;
 }
 
-static long long us(uint64_t ns)
+static uint64_t us(uint64_t ns)
 {
-	return (long long)(ns / 1000);
+	return ns / 1000;
 }
 
 /* Server-Timing value from stage durations in ns, as milliseconds with three
- * decimals (integer arithmetic: this runs for every request). */
+ * decimals. */
 static void server_timing(char *dst, size_t len, uint64_t decode, uint64_t queue, uint64_t compute,
                           uint64_t encode)
 {
-	snprintf(dst, len,
-	         "decode;dur=%llu.%03llu, queue;dur=%llu.%03llu, compute;dur=%llu.%03llu, "
-	         "encode;dur=%llu.%03llu",
-	         (unsigned long long)(decode / 1000000), (unsigned long long)(decode / 1000 % 1000),
-	         (unsigned long long)(queue / 1000000), (unsigned long long)(queue / 1000 % 1000),
-	         (unsigned long long)(compute / 1000000),
-	         (unsigned long long)(compute / 1000 % 1000),
-	         (unsigned long long)(encode / 1000000),
-	         (unsigned long long)(encode / 1000 % 1000));
+	static const char *const name[4] = { "decode;dur=", ", queue;dur=", ", compute;dur=",
+		                             ", encode;dur=" };
+	const uint64_t ns[4] = { decode, queue, compute, encode };
+	char *p = dst;
+	int i;
+
+	/* Each part is at most 14 + 24 bytes. */
+	for (i = 0; i < 4 && (size_t)(p - dst) + 40 < len; i++) {
+		memcpy(p, name[i], strlen(name[i]));
+		p += strlen(name[i]);
+		p += buf_fmt_dec(p, ns[i] / 1000, 3);
+	}
+	*p = '\0';
 }
 
 /* The stage boundaries of one computation (CLOCK_MONOTONIC ns). */
@@ -168,12 +172,18 @@ struct stages {
  * ("parameters"), without braces. */
 static void put_stages(struct buf *b, const struct stages *s, double flops)
 {
-	buf_printf(b,
-	           "\"decode_us\":%lld,\"queue_us\":%lld,\"compute_us\":%lld,\"encode_us\":%lld,"
-	           "\"total_us\":%lld,\"flops\":%llu",
-	           us(s->decoded - s->begin), us(s->begin - s->enqueue),
-	           us(s->computed - s->decoded), us(s->encoded - s->computed),
-	           us(s->encoded - s->start), (unsigned long long)flops);
+	buf_puts(b, "\"decode_us\":");
+	buf_dec(b, us(s->decoded - s->begin), 0);
+	buf_puts(b, ",\"queue_us\":");
+	buf_dec(b, us(s->begin - s->enqueue), 0);
+	buf_puts(b, ",\"compute_us\":");
+	buf_dec(b, us(s->computed - s->decoded), 0);
+	buf_puts(b, ",\"encode_us\":");
+	buf_dec(b, us(s->encoded - s->computed), 0);
+	buf_puts(b, ",\"total_us\":");
+	buf_dec(b, us(s->encoded - s->start), 0);
+	buf_puts(b, ",\"flops\":");
+	buf_dec(b, (uint64_t)flops, 0);
 }
 
 /* A computation succeeded: its Server-Timing header and its metrics. */
@@ -222,7 +232,9 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	milli = (unsigned long long)(st.useful_flops * 1000.0 / (double)ns);
 	buf_puts(&b, ",\"timing\":{");
 	put_stages(&b, &sg, st.useful_flops);
-	buf_printf(&b, ",\"gflops\":%llu.%03llu}}\n", milli / 1000, milli % 1000);
+	buf_puts(&b, ",\"gflops\":");
+	buf_dec(&b, milli, 3);
+	buf_puts(&b, "}}\n");
 	if (buf_ok(&b) < 0) {
 		buf_free(&b);
 		reply_error(r, 503, "out of memory while encoding the reply");

@@ -51,6 +51,30 @@ void buf_puts(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
+size_t buf_fmt_dec(char *out, uint64_t v, int frac)
+{
+	char tmp[24];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+		if (frac > 0 && n == (size_t)frac)
+			tmp[n++] = '.';
+	} while (v > 0 || (frac > 0 && n <= (size_t)frac + 1));
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+void buf_dec(struct buf *b, uint64_t v, int frac)
+{
+	char *dst = buf_reserve(b, 24);
+
+	if (dst != NULL)
+		b->len += buf_fmt_dec(dst, v, frac);
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

@@ -8,6 +8,7 @@
 #define ATROUSD_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
 	char *data;
@@ -26,6 +27,13 @@ void buf_puts(struct buf *b, const char *s);
 
 /* Append printf-formatted text. */
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Append v in decimal; with frac > 0, as v / 10^frac with frac decimals
+ * ("1234", 3 -> "1.234").  No printf: these run for every request. */
+void buf_dec(struct buf *b, uint64_t v, int frac);
+
+/* The same into out, which has room for 24 bytes; returns the length. */
+size_t buf_fmt_dec(char *out, uint64_t v, int frac);
 
 /* Append s as a JSON string literal (quoted and escaped). */
 void buf_json_string(struct buf *b, const char *s);

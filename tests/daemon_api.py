@@ -5,6 +5,7 @@ overflow and drain on SIGTERM."""
 import base64
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,8 +46,11 @@ def test_conv(d):
             "timing fields are non-negative numbers")
     R.check(timing.get("total_us", 0) >= timing.get("compute_us", 1), "total_us covers compute_us")
     st_hdr = hdr.get("Server-Timing", "")
-    R.check(all(("%s;dur=" % k) in st_hdr for k in ("decode", "queue", "compute", "encode")),
-            "Server-Timing header: " + st_hdr)
+    durs = dict(re.findall(r"(\w+);dur=(\d+\.\d{3})(?:,|$)", st_hdr))
+    R.check(sorted(durs) == ["compute", "decode", "encode", "queue"] and
+            abs(float(durs["compute"]) * 1000 - timing.get("compute_us", -9)) <= 1 and
+            abs(float(durs["decode"]) * 1000 - timing.get("decode_us", -9)) <= 1,
+            "Server-Timing header in ms with three decimals, agreeing with timing: " + st_hdr)
     # The seed's example 1.
     x1, f1 = f32(1, 28, 28, 3), f32(5, 5, 3, 32)
     st, _, rep = d.post_json("/v1/atrous_conv2d", {"value": enc(x1, "nested"), "filters": enc(f1, "nested"),
