@@ -282,8 +282,8 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		reply_error(r, 404, "unknown model \"%s\"", rq->route->model);
 		return;
 	}
-	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, (int64_t)a->cfg->max_elements,
-	                   &req, err);
+	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, rq->padded,
+	                   (int64_t)a->cfg->max_elements, &req, err);
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), req.input->dim,
 		                        (int64_t)a->cfg->max_output_elements, odim, err);

@@ -43,6 +43,7 @@ struct api_request {
 	size_t len;
 	long long header_len; /* Inference-Header-Content-Length, -1 when absent */
 	struct api_times t;
+	int padded; /* the body outlives the request and has TENSOR_ALIGN bytes of slack */
 };
 
 struct pool;

@@ -19,6 +19,10 @@ char *buf_reserve(struct buf *b, size_t n)
 		return NULL;
 	if (b->data != NULL && n <= b->cap - b->len)
 		return b->data + b->len;
+	if (b->fixed) {
+		b->broken = 1;
+		return NULL;
+	}
 	if (n > SIZE_MAX / 2 - b->len) {
 		b->broken = 1;
 		return NULL;
@@ -34,6 +38,15 @@ char *buf_reserve(struct buf *b, size_t n)
 	b->data = p;
 	b->cap = cap;
 	return b->data + b->len;
+}
+
+void buf_use(struct buf *b, char *mem, size_t cap)
+{
+	b->data = mem;
+	b->len = 0;
+	b->cap = cap;
+	b->broken = 0;
+	b->fixed = 1;
 }
 
 void buf_add(struct buf *b, const void *p, size_t n)
@@ -131,7 +144,9 @@ char *buf_take(struct buf *b, size_t *len)
 
 void buf_free(struct buf *b)
 {
-	free(b->data);
+	if (!b->fixed)
+		free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->fixed = 0;
 }

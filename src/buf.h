@@ -14,10 +14,15 @@ struct buf {
 	char *data;
 	size_t len, cap;
 	int broken;
+	int fixed; /* storage set by buf_use(): never grown nor freed here */
 };
 
 /* Ensure room for n more bytes; returns a pointer to write at, or NULL. */
 char *buf_reserve(struct buf *b, size_t n);
+
+/* Use mem (cap bytes, owned by the caller) as the storage of an empty
+ * buffer; appends beyond cap break it instead of growing it. */
+void buf_use(struct buf *b, char *mem, size_t cap);
 
 /* Append n bytes. */
 void buf_add(struct buf *b, const void *p, size_t n);

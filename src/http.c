@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "tensor.h"
 
 /* How long a reply to a half-closed connection may take to write: from a
  * worker, and from the I/O thread when the half-close came too late for the
@@ -47,6 +48,8 @@ struct request {
 	int discard;   /* a reply is queued early; ignore the body */
 	int direct;    /* the reply was written to the socket by the worker */
 	struct buf body;
+	char *body_mem;  /* the aligned storage of body, when it has one */
+	int padded;      /* body_mem: binary tensors can be used in place */
 	size_t reserved; /* bytes counted in h->inflight_bytes */
 	struct api_times t;
 	struct reply reply;
@@ -81,6 +84,7 @@ static void request_unref(struct http *h, struct request *rq)
 	if (!last)
 		return;
 	buf_free(&rq->body);
+	free(rq->body_mem);
 	reply_clear(&rq->reply);
 	free(rq);
 }
@@ -304,8 +308,19 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	rq->reserved = (size_t)len;
 	if (budget > h->cfg->max_inflight_bytes)
 		return fail(rq, 503, "too many request bytes in flight; retry later");
-	if (len > 0 && buf_reserve(&rq->body, (size_t)len) == NULL)
+	if (rq->header_len > 0 && (unsigned long long)rq->header_len < len) {
+		/* Binary tensor data starts TENSOR_ALIGN-aligned with slack
+		 * after it, so the input is used in place (kserve_decode). */
+		size_t pad = (TENSOR_ALIGN - (size_t)rq->header_len % TENSOR_ALIGN) % TENSOR_ALIGN;
+
+		rq->body_mem = tensor_alloc_aligned(pad + (size_t)len + TENSOR_ALIGN);
+		if (rq->body_mem == NULL)
+			return fail(rq, 503, "out of memory for the request body");
+		buf_use(&rq->body, rq->body_mem + pad, (size_t)len);
+		rq->padded = 1;
+	} else if (len > 0 && buf_reserve(&rq->body, (size_t)len) == NULL) {
 		return fail(rq, 503, "out of memory for the request body");
+	}
 	rq->phase = P_BODY;
 	return MHD_YES;
 }
@@ -412,8 +427,9 @@ static void job_run(void *arg)
 	abandoned = rq->abandoned;
 	pthread_mutex_unlock(&h->lock);
 	if (!abandoned) {
-		struct api_request ar = { &rq->route, rq->body.data ? rq->body.data : "",
-			                  rq->body.len, rq->header_len, rq->t };
+		struct api_request ar = { &rq->route,   rq->body.data ? rq->body.data : "",
+			                  rq->body.len, rq->header_len,
+			                  rq->t,        rq->padded };
 
 		api_run(h->api, &ar, &r);
 	}

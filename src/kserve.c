@@ -82,8 +82,8 @@ static int input_shape(json_t *in, const struct model *m, int64_t dim[4], size_t
 }
 
 static int decode_input(struct codec_doc *doc, json_t *in, const struct model *m, const char *bin,
-                        size_t binlen, size_t *cursor, int64_t max_elements, struct tensor **out,
-                        char *err)
+                        size_t binlen, size_t *cursor, int borrow, int64_t max_elements,
+                        struct tensor **out, char *err)
 {
 	static const char *const keys[] = {
 		"name", "shape", "datatype", "parameters", "data", NULL
@@ -134,11 +134,12 @@ static int decode_input(struct codec_doc *doc, json_t *in, const struct model *m
 			        "input \"%s\" needs %lld bytes of binary data, only %zu follow the "
 			        "JSON header",
 			        model_input_name(m), (long long)n, binlen - *cursor);
-		rc = tensor_new_uninit(out, 4, dim, err);
+		if (borrow && n > 0 && (uintptr_t)(bin + *cursor) % TENSOR_ALIGN == 0)
+			rc = tensor_view(out, 4, dim, (float *)(uintptr_t)(bin + *cursor), err);
+		else if ((rc = tensor_new_uninit(out, 4, dim, err)) == 0 && n > 0)
+			memcpy((*out)->data, bin + *cursor, (size_t)n);
 		if (rc < 0)
 			return rc;
-		if (n > 0)
-			memcpy((*out)->data, bin + *cursor, (size_t)n);
 		*cursor += (size_t)n;
 		return 0;
 	}
@@ -191,7 +192,7 @@ static int decode_outputs(json_t *outs, const struct model *m, int *binary, char
 }
 
 int kserve_decode(const struct model *m, const char *body, size_t len, long long header_len,
-                  int64_t max_elements, struct kserve_request *req, char *err)
+                  int borrow, int64_t max_elements, struct kserve_request *req, char *err)
 {
 	static const char *const keys[] = { "id",         "parameters",    "inputs", "outputs",
 		                            "model_name", "model_version", NULL };
@@ -244,7 +245,7 @@ int kserve_decode(const struct model *m, const char *body, size_t len, long long
 		goto done;
 	}
 	rc = decode_input(doc, json_array_get(inputs, 0), m, body + jlen, len - jlen, &cursor,
-	                  max_elements, &req->input, err);
+	                  borrow, max_elements, &req->input, err);
 	if (rc == 0 && cursor != len - jlen)
 		rc = err_set(err, -EINVAL,
 		             "%zu bytes after the JSON header, but the inputs' binary_data_size "

@@ -25,9 +25,12 @@ struct kserve_request {
 };
 
 /* Decode an infer body for model m.  header_len is the value of
- * Inference-Header-Content-Length, or -1 when the header is absent. */
+ * Inference-Header-Content-Length, or -1 when the header is absent.  With
+ * borrow set, the body outlives req and is readable TENSOR_ALIGN bytes past
+ * its end, and a binary input that starts TENSOR_ALIGN-aligned is used in
+ * place instead of copied. */
 int kserve_decode(const struct model *m, const char *body, size_t len, long long header_len,
-                  int64_t max_elements, struct kserve_request *req, char *err);
+                  int borrow, int64_t max_elements, struct kserve_request *req, char *err);
 
 /* Release the request's tensor. */
 void kserve_request_clear(struct kserve_request *req);

@@ -107,10 +107,36 @@ int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err)
 	return rc;
 }
 
+int tensor_view(struct tensor **out, int rank, const int64_t *dim, float *data, char *err)
+{
+	struct tensor *t;
+	size_t count;
+	int rc;
+
+	*out = NULL;
+	rc = tensor_shape_count(rank, dim, 0, &count, err);
+	if (rc < 0)
+		return rc;
+	if ((uintptr_t)data % TENSOR_ALIGN != 0)
+		return err_set(err, -EINVAL, "tensor view data is not %d-byte aligned",
+		               TENSOR_ALIGN);
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	t->rank = rank;
+	memcpy(t->dim, dim, (size_t)rank * sizeof(dim[0]));
+	t->count = count;
+	t->data = count > 0 ? data : NULL;
+	t->borrowed = 1;
+	*out = t;
+	return 0;
+}
+
 void tensor_free(struct tensor *t)
 {
 	if (t == NULL)
 		return;
-	free(t->data);
+	if (!t->borrowed)
+		free(t->data);
 	free(t);
 }

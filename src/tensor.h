@@ -24,6 +24,7 @@ struct tensor {
 	int64_t dim[TENSOR_MAX_RANK];
 	size_t count; /* product of dim, 0 when any dim is 0 */
 	float *data;  /* TENSOR_ALIGN-aligned; NULL only when count == 0 */
+	int borrowed; /* data belongs to someone else (tensor_view) */
 };
 
 /* Number of elements of a shape: -EINVAL for a negative dim, -EOVERFLOW when
@@ -37,6 +38,11 @@ int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err);
 
 /* Allocate a new tensor without clearing its data. */
 int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *err);
+
+/* A tensor over floats owned by the caller, which keeps them alive and
+ * readable up to the next multiple of TENSOR_ALIGN bytes; data must be
+ * TENSOR_ALIGN-aligned.  tensor_free() leaves the data alone. */
+int tensor_view(struct tensor **out, int rank, const int64_t *dim, float *data, char *err);
 
 /* Free a tensor; NULL is allowed. */
 void tensor_free(struct tensor *t);

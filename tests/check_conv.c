@@ -270,7 +270,7 @@ END_TEST
 START_TEST(test_overflow)
 {
 	/* Shape arithmetic only: conv_output_shape never touches data. */
-	struct tensor f = { 4, { (int64_t)1 << 40, 1, 3, 2 }, 1, NULL };
+	struct tensor f = { 4, { (int64_t)1 << 40, 1, 3, 2 }, 1, NULL, 0 };
 	struct conv_spec s = { CONV_MAX_RATE, 1, CONV_SAME, CONV_ACT_NONE };
 	int64_t vd[4] = { 1, 5, 5, 3 }, od[4];
 	char err[ERR_LEN];

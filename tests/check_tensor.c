@@ -94,7 +94,32 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_view)
+{
+	int64_t d[4] = { 1, 2, 2, 4 };
+	float *mem = tensor_alloc_aligned(2 * TENSOR_ALIGN + 16 * sizeof(float));
+	struct tensor *t;
+	char err[ERR_LEN];
+
+	ck_assert_ptr_nonnull(mem);
+	mem[0] = 7.0f;
+	ck_assert_int_eq(tensor_view(&t, 4, d, mem, err), 0);
+	ck_assert_ptr_eq(t->data, mem);
+	ck_assert_uint_eq(t->count, 16);
+	ck_assert_int_eq(t->borrowed, 1);
+	tensor_free(t); /* the floats stay the caller's */
+	ck_assert_float_eq(mem[0], 7.0f);
+	ck_assert_int_eq(tensor_view(&t, 4, d, mem + 1, err), -EINVAL);
+	ck_assert_ptr_null(t);
+	ck_assert_ptr_nonnull(strstr(err, "aligned"));
+	d[1] = -1;
+	ck_assert_int_eq(tensor_view(&t, 4, d, mem, err), -EINVAL);
+	free(mem);
+}
+END_TEST
+
 int main(void)
+
 {
 	Suite *s = suite_create("tensor");
 	TCase *tc = tcase_create("core");
@@ -103,6 +128,7 @@ int main(void)
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_new);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_view);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

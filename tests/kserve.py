@@ -159,6 +159,25 @@ def test_infer(d):
             p = j.get("parameters", {})
             ok = ok and all(isinstance(p.get(k), int) for k in ("queue_us", "compute_us", "decode_us", "encode_us"))
         R.check(ok, "infer %s: correct, id echoed, timing in parameters" % what)
+    # Binary input is used in place when its offset can be aligned; every
+    # JSON header length modulo 64 lands it differently.
+    ok = True
+    for k in range(0, 64, 5):
+        body, headers = infer_body(x, binary_in=True, binary_out=False, req_id="i" * k)
+        st, hdr, data = infer(d, "demo", body, headers)
+        ok = ok and st == 200 and close(parse_infer(hdr, data)[1]["output"], ref)
+    R.check(ok, "binary input with JSON headers of every length modulo 64 (in place)")
+    # A chunked body has no length to plan the alignment from: copied.
+    body, headers = infer_body(x, binary_in=True, binary_out=False, req_id="chunked")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                      for i in range(0, len(body), 1000)) + b"0\r\n\r\n"
+    reply = d.raw(b"POST /v2/models/demo/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Transfer-Encoding: chunked\r\nInference-Header-Content-Length: %d\r\n\r\n"
+                  % int(headers["Inference-Header-Content-Length"]) + chunks)
+    head, _, data = reply.partition(b"\r\n\r\n")
+    R.check(head.startswith(b"HTTP/1.1 200") and
+            close(np.array(json.loads(data)["outputs"][0]["data"], np.float32).reshape(ref.shape), ref),
+            "binary input in a chunked body (copied)")
     body, headers = infer_body(x[:1], binary_in=True)
     st, hdr, data = infer(d, "demo", body, headers)
     j, arrays = parse_infer(hdr, data) if st == 200 else ({}, {})

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	header = data[0] << 8 | data[1];
 	if (header == 0xffff)
 		header = -1;
-	if (kserve_decode(m, (const char *)data + 2, size - 2, header, 1 << 16, &req, err) == 0)
+	if (kserve_decode(m, (const char *)data + 2, size - 2, header, 0, 1 << 16, &req, err) == 0)
 		kserve_request_clear(&req);
 	return 0;
 }
