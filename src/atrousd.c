@@ -29,6 +29,7 @@
 #include "model.h"
 #include "notify.h"
 #include "pool.h"
+#include "sock.h"
 
 /* Extra start-up time asked for before each model is loaded. */
 #define LOAD_EXTEND_USEC (60u * 1000000u)
@@ -194,7 +195,7 @@ static int serve(struct config *cfg)
 	}
 	if (fd >= 0)
 		describe_fd(fd, bound, sizeof(bound), &port);
-	else if ((rc = http_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err)) < 0)
+	else if ((rc = sock_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err)) < 0)
 		goto fail;
 	rc = http_start(&http, &api, pool, cfg, fd, 0, err);
 	if (rc < 0) {
@@ -202,7 +203,7 @@ static int serve(struct config *cfg)
 		goto fail;
 	}
 	if (cfg->metrics_listen[0] != '\0') {
-		rc = http_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
+		rc = sock_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
 		if (rc == 0 && (rc = http_start(&mhttp, &api, pool, cfg, mfd, 1, err)) < 0)
 			close(mfd);
 		if (rc < 0)

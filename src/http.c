@@ -1,20 +1,14 @@
 /* http.c - libmicrohttpd glue: routes, limits, suspend/resume, drain. */
 #include "autoconfig.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,13 +18,14 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "sock.h"
 #include "tensor.h"
 
 /* How long a reply to a half-closed connection may take to write: from a
  * worker, and from the I/O thread when the half-close came too late for the
  * worker to see it (see on_completed()). */
-#define HTTP_DIRECT_WORKER_NS 2000000000u
-#define HTTP_DIRECT_IO_NS     100000000u
+#define HTTP_DIRECT_WORKER_MS 2000
+#define HTTP_DIRECT_IO_MS     100
 
 /* Per-connection memory of libmicrohttpd (headers and I/O buffers). */
 #define HTTP_CONN_MEMORY (32 * 1024)
@@ -325,18 +320,16 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	return MHD_YES;
 }
 
-/* Has the client already shut down its sending side?  libmicrohttpd 0.9.75
- * reads a resumed connection once before calling the handler again (the
- * suspension left it waiting for input), and a read of end-of-file there
- * drops the connection with the reply unsent.  Such replies are written
- * straight to the socket instead. */
+/* libmicrohttpd 0.9.75 reads a resumed connection once before calling the
+ * handler again (the suspension left it waiting for input), and a read of
+ * end-of-file there drops the connection with the reply unsent.  Replies to
+ * clients that have half-closed are written straight to the socket. */
 static int half_closed(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci =
 	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	char byte;
 
-	return ci != NULL && recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+	return ci != NULL && sock_peer_shut(ci->connect_fd);
 }
 
 static void add_to_buf(void *ctx, const char *name, const char *value)
@@ -345,14 +338,13 @@ static void add_to_buf(void *ctx, const char *name, const char *value)
 }
 
 /* Write rq's reply straight to its connection's socket, giving up after
- * budget_ns; libmicrohttpd closes the connection afterwards.  The reply is
+ * timeout_ms; libmicrohttpd closes the connection afterwards.  The reply is
  * recorded as sent either way (a client gone is a client gone). */
-static void write_direct(struct request *rq, uint64_t budget_ns)
+static void write_direct(struct request *rq, int timeout_ms)
 {
 	const union MHD_ConnectionInfo *ci =
 	        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	const struct reply *r = &rq->reply;
-	uint64_t deadline = api_now_ns() + budget_ns;
 	const char *reason = MHD_get_reason_phrase_for((unsigned int)r->status);
 	struct buf b = { 0 };
 	size_t off = 0;
@@ -365,18 +357,8 @@ static void write_direct(struct request *rq, uint64_t budget_ns)
 	buf_puts(&b, "\r\n");
 	if (r->len > 0)
 		buf_add(&b, r->body, r->len);
-	while (ci != NULL && buf_ok(&b) == 0 && off < b.len) {
-		ssize_t n = send(ci->connect_fd, b.data + off, b.len - off,
-		                 MSG_NOSIGNAL | MSG_DONTWAIT);
-		struct pollfd pfd = { ci->connect_fd, POLLOUT, 0 };
-
-		if (n > 0)
-			off += (size_t)n;
-		else if (n < 0 && (errno == EAGAIN || errno == EINTR) && api_now_ns() < deadline)
-			poll(&pfd, 1, 10);
-		else
-			break;
-	}
+	if (ci != NULL && buf_ok(&b) == 0)
+		off = sock_send_within(ci->connect_fd, b.data, b.len, timeout_ms);
 	if (off < b.len)
 		log_warn("%s %s: reply to a half-closed connection cut short (%zu of %zu bytes)",
 		         rq->method, rq->path, off, b.len);
@@ -397,7 +379,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	 * dropped the resumed connection before the reply was queued. */
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->phase == P_DONE && rq->status == 0 &&
 	    !rq->direct && rq->reply.status != 0)
-		write_direct(rq, HTTP_DIRECT_IO_NS);
+		write_direct(rq, HTTP_DIRECT_IO_MS);
 	if (rq->reserved)
 		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
 	if (rq->method[0] != '\0') {
@@ -440,7 +422,7 @@ static void job_run(void *arg)
 		rq->reply = r;
 		/* Rare: the client half-closed before its reply was ready. */
 		if (half_closed(rq->conn))
-			write_direct(rq, HTTP_DIRECT_WORKER_NS);
+			write_direct(rq, HTTP_DIRECT_WORKER_MS);
 		rq->phase = P_DONE;
 		jobs_remove(h, rq);
 		MHD_resume_connection(rq->conn);
@@ -553,67 +535,6 @@ static void on_panic(void *cls, const char *file, unsigned int line, const char 
 	log_error("libmicrohttpd panic at %s:%u: %s", file ? file : "?", line,
 	          reason ? reason : "?");
 	abort();
-}
-
-int http_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err)
-{
-	char host[128], portstr[16], hbuf[NI_MAXHOST], pbuf[NI_MAXSERV];
-	struct addrinfo hints = { 0 }, *ai = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	const char *colon;
-	int s = -1, one = 1, rc;
-
-	if (addr[0] == '[') {
-		const char *close = strchr(addr, ']');
-
-		if (close == NULL || close[1] != ':' || (size_t)(close - addr - 1) >= sizeof(host))
-			return err_set(err, -EINVAL, "listen \"%s\": expected [IPV6]:PORT", addr);
-		memcpy(host, addr + 1, (size_t)(close - addr - 1));
-		host[close - addr - 1] = '\0';
-		colon = close + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
-			return err_set(err, -EINVAL, "listen \"%s\": expected ADDR:PORT", addr);
-		memcpy(host, addr, (size_t)(colon - addr));
-		host[colon - addr] = '\0';
-	}
-	snprintf(portstr, sizeof(portstr), "%s", colon + 1);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	rc = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &ai);
-	if (rc != 0)
-		return err_set(err, -EINVAL, "listen \"%s\": %s", addr, gai_strerror(rc));
-	s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s < 0) {
-		rc = err_set(err, -errno, "socket: %s", strerror(errno));
-		goto fail;
-	}
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ai->ai_family == AF_INET6)
-		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 511) < 0) {
-		rc = err_set(err, -errno, "listen %s: %s", addr, strerror(errno));
-		goto fail;
-	}
-	if (getsockname(s, (struct sockaddr *)&ss, &sl) < 0 ||
-	    getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof(hbuf), pbuf, sizeof(pbuf),
-	                NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		rc = err_set(err, -EINVAL, "listen %s: cannot read the bound address", addr);
-		goto fail;
-	}
-	snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", hbuf, pbuf);
-	*port = atoi(pbuf);
-	freeaddrinfo(ai);
-	*fd = s;
-	return 0;
-fail:
-	if (s >= 0)
-		close(s);
-	freeaddrinfo(ai);
-	return rc;
 }
 
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,

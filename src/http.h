@@ -15,10 +15,6 @@
 
 struct http;
 
-/* Create a listening TCP socket for "ADDR:PORT" or "[V6ADDR]:PORT"; the bound
- * address (with the real port when PORT was 0) is written to bound. */
-int http_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err);
-
 /* Start serving on listen_fd (ownership passes to the server); a
  * metrics_only server answers /metrics and health only. */
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
