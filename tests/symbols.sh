@@ -12,6 +12,7 @@ prefixes() {
 	error) echo "err_" ;;
 	model) echo "model_ models_" ;;
 	api) echo "api_ reply_" ;;
+	layer) echo "conv_" ;; # conv.h's TensorFlow rules and layer calls
 	*) echo "$1_" ;;
 	esac
 }
