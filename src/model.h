@@ -64,6 +64,9 @@ void model_record(struct model *m, int ok, uint64_t total_ns, uint64_t queue_ns,
 /* Copy the statistics atomically enough for reporting. */
 void model_stats_read(struct model *m, struct model_stats *out);
 
+/* Take another reference; returns m. */
+struct model *model_ref(struct model *m);
+
 /* Drop a reference; frees the model with the last one. */
 void model_unref(struct model *m);
 

@@ -10,7 +10,8 @@ fi
 prefixes() {
 	case "$1" in
 	error) echo "err_" ;;
-	model) echo "model_ models_" ;;
+	model) echo "model_" ;;
+	models) echo "models_" ;;
 	api) echo "api_ reply_" ;;
 	layer) echo "conv_" ;; # conv.h's TensorFlow rules and layer calls
 	*) echo "$1_" ;;
