@@ -305,12 +305,16 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 		return fail(rq, 503, "too many request bytes in flight; retry later");
 	if (rq->header_len > 0 && (unsigned long long)rq->header_len < len) {
 		/* Binary tensor data starts TENSOR_ALIGN-aligned with slack
-		 * after it, so the input is used in place (kserve_decode). */
-		size_t pad = (TENSOR_ALIGN - (size_t)rq->header_len % TENSOR_ALIGN) % TENSOR_ALIGN;
+		 * after it, so the input is used in place (kserve_decode).
+		 * Plain malloc (not an aligned allocator) lets glibc recycle
+		 * the memory of earlier bodies instead of mapping fresh pages. */
+		size_t pad;
 
-		rq->body_mem = tensor_alloc_aligned(pad + (size_t)len + TENSOR_ALIGN);
+		rq->body_mem = malloc((size_t)len + 2 * TENSOR_ALIGN);
 		if (rq->body_mem == NULL)
 			return fail(rq, 503, "out of memory for the request body");
+		pad = (TENSOR_ALIGN - (uintptr_t)(rq->body_mem + rq->header_len) % TENSOR_ALIGN) %
+		      TENSOR_ALIGN;
 		buf_use(&rq->body, rq->body_mem + pad, (size_t)len);
 		rq->padded = 1;
 	} else if (len > 0 && buf_reserve(&rq->body, (size_t)len) == NULL) {
