@@ -336,11 +336,40 @@ static int full_width(const struct conv_plan *p, const struct seg *sc)
 }
 
 /* im2col over the valid taps: row q holds (ti, tj, c) for one pixel. */
+/* Copy n floats.  Rows of a few channels (a network's first layer) are
+ * copied inline: a libc call per tap would cost more than the copy. */
+static inline void copy_floats(float *dst, const float *src, int64_t n)
+{
+	int64_t i = 0;
+
+	if (n > 16) {
+		memcpy(dst, src, (size_t)n * sizeof(float));
+		return;
+	}
+	for (; i + 4 <= n; i += 4)
+		memcpy(dst + i, src + i, 4 * sizeof(float));
+	switch (n - i) {
+	case 3: dst[i + 2] = src[i + 2]; /* fall through */
+	case 2: dst[i + 1] = src[i + 1]; /* fall through */
+	case 1: dst[i] = src[i];         /* fall through */
+	default: break;
+	}
+}
+
+static inline void zero_floats(float *dst, int64_t n)
+{
+	static const float zeros[16];
+
+	if (n > 16)
+		memset(dst, 0, (size_t)n * sizeof(float));
+	else
+		copy_floats(dst, zeros, n);
+}
+
 static void im2col(const struct conv_plan *p, const struct task *t, const struct seg *sr,
                    const struct seg *sc, const float *in, float *a, int64_t k)
 {
 	int64_t q, ti, tj, m = t->p1 - t->p0;
-	size_t bytes = (size_t)p->c * sizeof(float);
 
 	for (q = 0; q < m; q++) {
 		int64_t y = sr->start + (t->p0 + q) / sc->len,
@@ -356,10 +385,11 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 				if (ti == p->ci && tj == p->cj)
 					continue; /* the centre, computed apart */
 				if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w)
-					memset(row, 0, bytes); /* padding (padded plans only) */
+					zero_floats(row, p->c); /* padding (padded plans only) */
 				else
-					memcpy(row, in + ((t->n * p->h + iy) * p->w + ix) * p->c,
-					       bytes);
+					copy_floats(row,
+					            in + ((t->n * p->h + iy) * p->w + ix) * p->c,
+					            p->c);
 				row += p->c;
 			}
 		}

@@ -39,7 +39,8 @@ struct request {
 	long long header_len; /* Inference-Header-Content-Length, -1 if absent */
 	enum phase phase;
 	int refs;      /* MHD's and the job's, under h->lock */
-	int abandoned; /* drain gave up waiting; under h->lock */
+	int abandoned; /* drain gave up waiting; written under h->lock */
+	int fd;        /* the connection's socket, for peeking without MHD */
 	int discard;   /* a reply is queued early; ignore the body */
 	int direct;    /* the reply was written to the socket by the worker */
 	struct buf body;
@@ -324,25 +325,17 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	return MHD_YES;
 }
 
-/* libmicrohttpd 0.9.75 reads a resumed connection once before calling the
- * handler again (the suspension left it waiting for input), and a read of
- * end-of-file there drops the connection with the reply unsent.  Replies to
- * clients that have half-closed are written straight to the socket. */
-static int half_closed(struct MHD_Connection *c)
-{
-	const union MHD_ConnectionInfo *ci =
-	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-	return ci != NULL && sock_peer_shut(ci->connect_fd);
-}
-
 static void add_to_buf(void *ctx, const char *name, const char *value)
 {
 	buf_printf(ctx, "%s: %s\r\n", name, value);
 }
 
-/* Write rq's reply straight to its connection's socket, giving up after
- * timeout_ms; libmicrohttpd closes the connection afterwards.  The reply is
+/* libmicrohttpd 0.9.75 reads a resumed connection once before calling the
+ * handler again (the suspension left it waiting for input), and a read of
+ * end-of-file there drops the connection with the reply unsent.  Replies to
+ * clients that have half-closed are therefore written here, straight to the
+ * socket, giving up after timeout_ms; libmicrohttpd closes the connection
+ * afterwards.  The reply is
  * recorded as sent either way (a client gone is a client gone). */
 static void write_direct(struct request *rq, int timeout_ms)
 {
@@ -407,12 +400,10 @@ static void job_run(void *arg)
 	struct request *rq = arg;
 	struct http *h = rq->h;
 	struct reply r = { 0 };
-	int abandoned;
+	int shut;
 
-	pthread_mutex_lock(&h->lock);
-	abandoned = rq->abandoned;
-	pthread_mutex_unlock(&h->lock);
-	if (!abandoned) {
+	/* A hint only: abandonment is settled under the lock below. */
+	if (!__atomic_load_n(&rq->abandoned, __ATOMIC_ACQUIRE)) {
 		struct api_request ar = { &rq->route,   rq->body.data ? rq->body.data : "",
 			                  rq->body.len, rq->header_len,
 			                  rq->t,        rq->padded };
@@ -421,11 +412,14 @@ static void job_run(void *arg)
 	}
 	/* Leave the in-flight gauge before the client can see the reply. */
 	metrics_inflight(-1);
+	/* The syscall stays outside the lock; on a socket already closed by an
+	 * abandonment it peeks at nothing that matters, as the lock decides. */
+	shut = rq->fd >= 0 && sock_peer_shut(rq->fd);
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
 		rq->reply = r;
 		/* Rare: the client half-closed before its reply was ready. */
-		if (half_closed(rq->conn))
+		if (shut)
 			write_direct(rq, HTTP_DIRECT_WORKER_MS);
 		rq->phase = P_DONE;
 		jobs_remove(h, rq);
@@ -437,18 +431,28 @@ static void job_run(void *arg)
 	request_unref(h, rq);
 }
 
-/* Last call: the body is complete; hand the work to the pool. */
+/* Last call: the body is complete; hand the work to the pool.  The connection
+ * is suspended and listed under the lock, after a last look at draining, so
+ * that http_drain() sees every suspended connection; the pool is called
+ * outside it. */
 static enum MHD_Result submit(struct request *rq)
 {
 	struct http *h = rq->h;
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	int rc;
 
 	if (draining(h))
 		return fail(rq, 503, "shutting down");
+	rq->fd = ci != NULL ? ci->connect_fd : -1;
+	pthread_mutex_lock(&h->lock);
+	if (draining(h)) {
+		pthread_mutex_unlock(&h->lock);
+		return fail(rq, 503, "shutting down");
+	}
 	rq->phase = P_RUNNING;
 	rq->t.enqueue = api_now_ns();
 	metrics_inflight(1);
-	pthread_mutex_lock(&h->lock);
 	rq->refs++;
 	rq->next = h->jobs;
 	if (h->jobs)
@@ -456,23 +460,25 @@ static enum MHD_Result submit(struct request *rq)
 	h->jobs = rq;
 	h->njobs++;
 	MHD_suspend_connection(rq->conn);
+	pthread_mutex_unlock(&h->lock);
 	rc = pool_submit(h->pool, job_run, rq);
-	if (rc < 0) {
+	if (rc == 0)
+		return MHD_YES;
+	metrics_inflight(-1);
+	pthread_mutex_lock(&h->lock);
+	rq->refs--;
+	if (!rq->abandoned) { /* else http_drain() replied and resumed already */
 		jobs_remove(h, rq);
-		rq->refs--;
-		MHD_resume_connection(rq->conn);
-		pthread_mutex_unlock(&h->lock);
-		metrics_inflight(-1);
 		rq->phase = P_DONE;
 		reply_error(&rq->reply, 503,
 		            rc == -EAGAIN ? "queue full (max_queue %u); retry later"
 		                          : "shutting down",
 		            h->cfg->max_queue);
 		rq->reply.retry_after = (int)h->cfg->retry_after;
-		return MHD_YES; /* the reply goes out when the handler is called again */
+		MHD_resume_connection(rq->conn);
 	}
 	pthread_mutex_unlock(&h->lock);
-	return MHD_YES;
+	return MHD_YES; /* the reply goes out when the handler is called again */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -598,7 +604,7 @@ size_t http_drain(struct http *h, unsigned timeout_s)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	while ((rq = h->jobs) != NULL) {
-		rq->abandoned = 1;
+		__atomic_store_n(&rq->abandoned, 1, __ATOMIC_RELEASE);
 		rq->phase = P_DONE;
 		reply_error(&rq->reply, 503, "shutting down before the request completed");
 		rq->reply.retry_after = (int)h->cfg->retry_after;

@@ -192,7 +192,9 @@ static int scan_array(struct jscan *js, const char *p, const char *end, struct b
 		t->dim[i] = np.dim[i];
 	t->count = np.count;
 	t->data = np.data;
-	buf_printf(env, "{\"" JSCAN_PLACEHOLDER_KEY "\":%zu}", idx);
+	buf_puts(env, "{\"" JSCAN_PLACEHOLDER_KEY "\":");
+	buf_dec(env, idx, 0);
+	buf_puts(env, "}");
 	*next = q;
 	return 0;
 }
