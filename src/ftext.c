@@ -145,21 +145,30 @@ int ftext_parse(const char *p, const char *end, float *out, const char **next)
 /* Write the n decimal digits of v with a '.' after the first `point` of them
  * (none when point >= n); returns the characters written.  Digits go
  * straight to their places, least significant first. */
-static size_t put_digits(uint64_t v, int n, int point, char *out)
+static size_t put_digits(uint32_t v, int n, int point, char *out)
 {
-	int j, len = n + (point < n);
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+	                            "31323334353637383940414243444546474849"
+	                            "50515253545556575859606162636465666768697071727374757677787980"
+	                            "81828384858687888990919293949596979899";
+	int j = n - 1, len = n + (point < n);
 
 	if (point < n)
 		out[point] = '.';
-	for (j = n - 1; j >= 0; j--) {
-		out[j + (j >= point)] = (char)('0' + v % 10);
-		v /= 10;
+	for (; j >= 1; j -= 2) { /* two digits per division */
+		uint32_t r = v % 100;
+
+		v /= 100;
+		out[j + (j >= point)] = pairs[2 * r + 1];
+		out[j - 1 + (j - 1 >= point)] = pairs[2 * r];
 	}
+	if (j == 0)
+		out[0] = (char)('0' + v);
 	return (size_t)len;
 }
 
 /* Render digits d (n of them) times 10^(e - n + 1), i.e. d[0].d[1..] x 10^e. */
-static size_t render(int neg, uint64_t d, int n, int e, char *out)
+static size_t render(int neg, uint32_t d, int n, int e, char *out)
 {
 	char *p = out;
 	int i;
@@ -191,106 +200,208 @@ static size_t render(int neg, uint64_t d, int n, int e, char *out)
 	return (size_t)(p - out);
 }
 
-/* Does the decimal d x 10^k read back as f?  Decided in double arithmetic
- * against f's rounding interval; the rare candidate within a few ulps of an
- * interval edge (where ties-to-even decides) is settled by parsing it. */
-static int reads_back(uint64_t d, int k, double lo, double hi, float f, int neg, int n, int e)
-{
-	/* A product with a correctly rounded power of ten is within about one
-	 * ulp (2.2e-16) of d x 10^k, well inside the margin; only the tiny
-	 * powers the table lacks need the division. */
-	double v = k >= POW10_MIN ? (double)d * pow10_of(k) : (double)d / pow10_of(-k);
-	double margin = v * 8e-16;
-	char text[FTEXT_MAX + 8];
-	const char *next;
-	size_t len;
-	float g;
+/* Shortest formatting, exactly, in integer arithmetic (the method of Ulf
+ * Adams' Ryu for binary32): the float's rounding interval, scaled by a power
+ * of ten taken from 64-bit tables, is narrowed one decimal digit at a time
+ * while both ends still differ; the digits kept are the interval's shortest
+ * member closest to the float.  The tables are exact: pow5_inv[q] =
+ * floor(2^(pow5_bits(q) + 58) / 5^q) + 1 and pow5[i] = 5^i scaled to 61
+ * significant bits (generated with arbitrary-precision integers). */
+static const uint64_t pow5_inv[31] = {
+	UINT64_C(576460752303423489), UINT64_C(461168601842738791), UINT64_C(368934881474191033),
+	UINT64_C(295147905179352826), UINT64_C(472236648286964522), UINT64_C(377789318629571618),
+	UINT64_C(302231454903657294), UINT64_C(483570327845851670), UINT64_C(386856262276681336),
+	UINT64_C(309485009821345069), UINT64_C(495176015714152110), UINT64_C(396140812571321688),
+	UINT64_C(316912650057057351), UINT64_C(507060240091291761), UINT64_C(405648192073033409),
+	UINT64_C(324518553658426727), UINT64_C(519229685853482763), UINT64_C(415383748682786211),
+	UINT64_C(332306998946228969), UINT64_C(531691198313966350), UINT64_C(425352958651173080),
+	UINT64_C(340282366920938464), UINT64_C(544451787073501542), UINT64_C(435561429658801234),
+	UINT64_C(348449143727040987), UINT64_C(557518629963265579), UINT64_C(446014903970612463),
+	UINT64_C(356811923176489971), UINT64_C(570899077082383953), UINT64_C(456719261665907162),
+	UINT64_C(365375409332725730)
+};
+static const uint64_t pow5[47] = {
+	UINT64_C(1152921504606846976), UINT64_C(1441151880758558720), UINT64_C(1801439850948198400),
+	UINT64_C(2251799813685248000), UINT64_C(1407374883553280000), UINT64_C(1759218604441600000),
+	UINT64_C(2199023255552000000), UINT64_C(1374389534720000000), UINT64_C(1717986918400000000),
+	UINT64_C(2147483648000000000), UINT64_C(1342177280000000000), UINT64_C(1677721600000000000),
+	UINT64_C(2097152000000000000), UINT64_C(1310720000000000000), UINT64_C(1638400000000000000),
+	UINT64_C(2048000000000000000), UINT64_C(1280000000000000000), UINT64_C(1600000000000000000),
+	UINT64_C(2000000000000000000), UINT64_C(1250000000000000000), UINT64_C(1562500000000000000),
+	UINT64_C(1953125000000000000), UINT64_C(1220703125000000000), UINT64_C(1525878906250000000),
+	UINT64_C(1907348632812500000), UINT64_C(1192092895507812500), UINT64_C(1490116119384765625),
+	UINT64_C(1862645149230957031), UINT64_C(1164153218269348144), UINT64_C(1455191522836685180),
+	UINT64_C(1818989403545856475), UINT64_C(2273736754432320594), UINT64_C(1421085471520200371),
+	UINT64_C(1776356839400250464), UINT64_C(2220446049250313080), UINT64_C(1387778780781445675),
+	UINT64_C(1734723475976807094), UINT64_C(2168404344971008868), UINT64_C(1355252715606880542),
+	UINT64_C(1694065894508600678), UINT64_C(2117582368135750847), UINT64_C(1323488980084844279),
+	UINT64_C(1654361225106055349), UINT64_C(2067951531382569187), UINT64_C(1292469707114105741),
+	UINT64_C(1615587133892632177), UINT64_C(2019483917365790221)
+};
 
-	if (v > lo + margin && v < hi - margin)
-		return 1;
-	if (v < lo - margin || v > hi + margin)
-		return 0;
-	len = render(neg, d, n, e, text);
-	return ftext_parse(text, text + len, &g, &next) == 0 && fabsf(g) == fabsf(f);
+/* Bits of 5^e (e >= 1), floor(log10(2^e)), floor(log10(5^e)). */
+static int32_t pow5_bits(int32_t e)
+{
+	return (int32_t)(((uint32_t)e * 1217359u) >> 19) + 1;
 }
 
-/* v / 10^k rounded half up, with constant divisors the compiler turns into
- * multiplications. */
-static uint32_t div_round(uint32_t v, int k)
+static uint32_t log10_pow2(int32_t e)
 {
-	switch (k) {
-	case 0: return v;
-	case 1: return (v + 5) / 10;
-	case 2: return (v + 50) / 100;
-	case 3: return (v + 500) / 1000;
-	case 4: return (v + 5000) / 10000;
-	case 5: return (v + 50000) / 100000;
-	case 6: return (v + 500000) / 1000000;
-	case 7: return (v + 5000000) / 10000000;
-	default: return (v + 50000000) / 100000000;
+	return ((uint32_t)e * 78913u) >> 18;
+}
+
+static uint32_t log10_pow5(int32_t e)
+{
+	return ((uint32_t)e * 732923u) >> 20;
+}
+
+/* (m x factor) >> shift, for shift > 32. */
+static uint32_t mul_shift(uint32_t m, uint64_t factor, int32_t shift)
+{
+	uint64_t lo = (uint64_t)m * (uint32_t)factor, hi = (uint64_t)m * (uint32_t)(factor >> 32);
+
+	return (uint32_t)(((lo >> 32) + hi) >> (shift - 32));
+}
+
+static int pow5_factor_at_least(uint32_t v, uint32_t p)
+{
+	uint32_t count = 0;
+
+	while (v % 5 == 0 && count < p) {
+		v /= 5;
+		count++;
 	}
+	return count >= p;
+}
+
+static int decimal_len(uint32_t v)
+{
+	return v >= 100000000  ? 9
+	       : v >= 10000000 ? 8
+	       : v >= 1000000  ? 7
+	       : v >= 100000   ? 6
+	       : v >= 10000    ? 5
+	       : v >= 1000     ? 4
+	       : v >= 100      ? 3
+	       : v >= 10       ? 2
+	                       : 1;
 }
 
 size_t ftext_format(float f, char *out)
 {
-	static const uint64_t p10[] = { 1,      10,      100,      1000,      10000,
-		                        100000, 1000000, 10000000, 100000000, 1000000000 };
-	uint32_t bits, abits;
-	float af, below, above;
-	double a, lo, hi;
-	int neg, e2, e10, n, d, tries, bn = 0, be = 0;
-	uint64_t m9 = 0, best = 0;
+	uint32_t bits, mant, exp, m2, mv, mp, mm, vr, vp, vm, q, output;
+	int32_t e2, e10, removed = 0, n;
+	int neg, even, vm_zeros = 0, vr_zeros = 0;
+	uint8_t last = 0;
 
 	memcpy(&bits, &f, sizeof(bits));
 	neg = (int)(bits >> 31);
-	abits = bits & 0x7fffffffu;
-	if (abits == 0) {
+	mant = bits & 0x7fffffu;
+	exp = (bits >> 23) & 0xffu;
+	if (exp == 0 && mant == 0) {
 		memcpy(out, neg ? "-0" : "0", (size_t)(neg ? 2 : 1));
 		return (size_t)(neg ? 2 : 1);
 	}
-	/* Neighbours by bit pattern: adjacent finite floats differ by one. */
-	memcpy(&af, &abits, sizeof(af));
-	abits--;
-	memcpy(&below, &abits, sizeof(below));
-	abits += 2;
-	memcpy(&above, &abits, sizeof(above));
-	a = (double)af;
-	lo = a - (a - (double)below) / 2;
-	hi = isinf(above) ? a + (a - (double)below) / 2 : a + ((double)above - a) / 2;
-	/* Estimate floor(log10(a)) from the binary exponent, then correct it. */
-	e2 = (int)((abits - 1) >> 23) - 127;
-	e10 = (e2 * 78913) >> 18;
-	for (tries = 0; tries < 4; tries++) {
-		m9 = (uint64_t)(a * pow10_of(8 - e10) + 0.5);
-		if (m9 >= p10[9])
-			e10++;
-		else if (m9 < p10[8])
-			e10--;
-		else
-			break;
-	}
-	/* From 9 significant digits down, keep the shortest that reads back. */
-	for (d = 9; d >= 1; d--) {
-		uint32_t md = div_round((uint32_t)m9, 9 - d);
-		int ce = e10;
+	/* Finite inputs only (callers refuse NaN and Inf). */
+	e2 = (exp == 0 ? 1 : (int32_t)exp) - 127 - 23 - 2;
+	m2 = exp == 0 ? mant : (1u << 23) | mant;
+	even = (m2 & 1) == 0;
+	/* 4x the float and the ends of its rounding interval; the lower gap
+	 * is half as wide just above a power of two. */
+	mv = 4 * m2;
+	mp = 4 * m2 + 2;
+	mm = 4 * m2 - 1 - (mant != 0 || exp <= 1);
+	if (e2 >= 0) {
+		int32_t k, i;
 
-		if (md >= (uint32_t)p10[d]) {
-			md /= 10;
-			ce++;
+		q = log10_pow2(e2);
+		e10 = (int32_t)q;
+		k = 59 + pow5_bits((int32_t)q) - 1;
+		i = -e2 + (int32_t)q + k;
+		vr = mul_shift(mv, pow5_inv[q], i);
+		vp = mul_shift(mp, pow5_inv[q], i);
+		vm = mul_shift(mm, pow5_inv[q], i);
+		if (q != 0 && (vp - 1) / 10 <= vm / 10) {
+			int32_t l = 59 + pow5_bits((int32_t)q - 1) - 1;
+
+			last = (uint8_t)(mul_shift(mv, pow5_inv[q - 1], -e2 + (int32_t)q - 1 + l) %
+			                 10);
 		}
-		n = d;
-		while (n > 1 && md % 10 == 0) {
-			md /= 10;
-			n--;
+		if (q <= 9) {
+			/* At most one of mp, mv, mm is a multiple of 5. */
+			if (mv % 5 == 0)
+				vr_zeros = pow5_factor_at_least(mv, q);
+			else if (even)
+				vm_zeros = pow5_factor_at_least(mm, q);
+			else
+				vp -= (uint32_t)pow5_factor_at_least(mp, q);
 		}
-		if (!reads_back(md, ce - n + 1, lo, hi, f, neg, n, ce))
-			break;
-		best = md;
-		bn = n;
-		be = ce;
-		d = n;
+	} else {
+		int32_t i, k, j;
+
+		q = log10_pow5(-e2);
+		e10 = (int32_t)q + e2;
+		i = -e2 - (int32_t)q;
+		k = pow5_bits(i) - 61;
+		j = (int32_t)q - k;
+		vr = mul_shift(mv, pow5[i], j);
+		vp = mul_shift(mp, pow5[i], j);
+		vm = mul_shift(mm, pow5[i], j);
+		if (q != 0 && (vp - 1) / 10 <= vm / 10) {
+			j = (int32_t)q - 1 - (pow5_bits(i + 1) - 61);
+			last = (uint8_t)(mul_shift(mv, pow5[i + 1], j) % 10);
+		}
+		if (q <= 1) {
+			/* mv has at least q trailing zero bits. */
+			vr_zeros = 1;
+			if (even)
+				vm_zeros = mm == mv - 1 - 1 ? 1 : 0;
+			else
+				vp--;
+		} else if (q < 31) {
+			vr_zeros = (mv & ((1u << (q - 1)) - 1)) == 0;
+		}
 	}
-	if (bn == 0)
-		return (size_t)snprintf(out, FTEXT_MAX + 1, "%.9g", (double)f);
-	return render(neg, best, bn, be, out);
+	if (vm_zeros || vr_zeros) {
+		/* Rare: exact ends or an exact tie decide. */
+		while (vp / 10 > vm / 10) {
+			vm_zeros &= vm % 10 == 0;
+			vr_zeros &= last == 0;
+			last = (uint8_t)(vr % 10);
+			vr /= 10;
+			vp /= 10;
+			vm /= 10;
+			removed++;
+		}
+		if (vm_zeros) {
+			while (vm % 10 == 0) {
+				vr_zeros &= last == 0;
+				last = (uint8_t)(vr % 10);
+				vr /= 10;
+				vp /= 10;
+				vm /= 10;
+				removed++;
+			}
+		}
+		if (vr_zeros && last == 5 && vr % 2 == 0)
+			last = 4; /* ties to even */
+		output = vr + ((vr == vm && (!even || !vm_zeros)) || last >= 5);
+	} else {
+		while (vp / 10 > vm / 10) {
+			last = (uint8_t)(vr % 10);
+			vr /= 10;
+			vp /= 10;
+			vm /= 10;
+			removed++;
+		}
+		output = vr + (vr == vm || last >= 5);
+	}
+	n = decimal_len(output);
+	/* Trailing zeros come from exact multiples; render() prints the digits. */
+	while (n > 1 && output % 10 == 0) {
+		output /= 10;
+		removed++;
+		n--;
+	}
+	return render(neg, output, n, e10 + removed + n - 1, out);
 }

@@ -104,6 +104,53 @@ START_TEST(test_random_bits)
 }
 END_TEST
 
+/* Significant digits of a formatted number (no leading or trailing zeros). */
+static int significant_digits(const char *text)
+{
+	int n = 0, zeros = 0, seen = 0;
+
+	for (; *text && *text != 'e'; text++) {
+		if (*text < '0' || *text > '9')
+			continue;
+		if (*text == '0') {
+			zeros += seen;
+			continue;
+		}
+		n += seen ? zeros + 1 : 1;
+		zeros = 0;
+		seen = 1;
+	}
+	return n > 0 ? n : 1;
+}
+
+START_TEST(test_shortest_closest)
+{
+	char text[FTEXT_MAX + 1], ref[64];
+	int i, n;
+
+	/* glibc's printf rounds exactly: with n digits it gives the closest
+	 * n-digit decimal, and with n - 1 the only candidate that could be
+	 * shorter.  So the output must equal the first and the second must
+	 * not read back. */
+	for (i = 0; i < scaled(200000); i++) {
+		float f = bits_to_float((uint32_t)next_u64());
+
+		if (!isfinite(f) || f == 0.0f)
+			continue;
+		text[ftext_format(f, text)] = '\0';
+		n = significant_digits(text);
+		snprintf(ref, sizeof(ref), "%.*e", n - 1, (double)f);
+		ck_assert_msg(strtod(text, NULL) == strtod(ref, NULL),
+		              "%s is not the closest %d-digit %s", text, n, ref);
+		if (n > 1) {
+			snprintf(ref, sizeof(ref), "%.*e", n - 2, (double)f);
+			ck_assert_msg(strtof(ref, NULL) != f,
+			              "%s is not the shortest: %s reads back", text, ref);
+		}
+	}
+}
+END_TEST
+
 START_TEST(test_parse_matches_strtof)
 {
 	/* Random decimal texts, including long mantissas and extreme exponents,
@@ -376,6 +423,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_special_values);
 	tcase_add_test(tc, test_random_bits);
+	tcase_add_test(tc, test_shortest_closest);
 	tcase_add_test(tc, test_parse_matches_strtof);
 	tcase_add_test(tc, test_malformed_numbers);
 	suite_add_tcase(s, tc);
