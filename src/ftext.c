@@ -287,12 +287,107 @@ static int decimal_len(uint32_t v)
 	                       : 1;
 }
 
+/* A float's value and rounding interval scaled by 10^-e10 to integers
+ * vm < vr < vp, with what exact rounding needs: the last digit removed by
+ * the scaling, whether the removed parts of vm and vr were all zeros, and
+ * whether the interval's ends belong to it (even mantissa). */
+struct interval {
+	uint32_t vr, vp, vm;
+	int32_t e10;
+	uint8_t last;
+	int vm_zeros, vr_zeros, even;
+};
+
+/* Scale 4x-mantissas mv, mp, mm times 2^e2 for e2 >= 0. */
+static void scale_pos(struct interval *iv, uint32_t mv, uint32_t mp, uint32_t mm, int32_t e2)
+{
+	uint32_t q = log10_pow2(e2);
+	int32_t k = 59 + pow5_bits((int32_t)q) - 1, i = -e2 + (int32_t)q + k;
+
+	iv->e10 = (int32_t)q;
+	iv->vr = mul_shift(mv, pow5_inv[q], i);
+	iv->vp = mul_shift(mp, pow5_inv[q], i);
+	iv->vm = mul_shift(mm, pow5_inv[q], i);
+	if (q != 0 && (iv->vp - 1) / 10 <= iv->vm / 10) {
+		int32_t l = 59 + pow5_bits((int32_t)q - 1) - 1;
+
+		iv->last = (uint8_t)(mul_shift(mv, pow5_inv[q - 1], -e2 + (int32_t)q - 1 + l) % 10);
+	}
+	if (q <= 9) {
+		/* At most one of mp, mv, mm is a multiple of 5. */
+		if (mv % 5 == 0)
+			iv->vr_zeros = pow5_factor_at_least(mv, q);
+		else if (iv->even)
+			iv->vm_zeros = pow5_factor_at_least(mm, q);
+		else
+			iv->vp -= (uint32_t)pow5_factor_at_least(mp, q);
+	}
+}
+
+/* The same for e2 < 0. */
+static void scale_neg(struct interval *iv, uint32_t mv, uint32_t mp, uint32_t mm, int32_t e2)
+{
+	uint32_t q = log10_pow5(-e2);
+	int32_t i = -e2 - (int32_t)q, j = (int32_t)q - (pow5_bits(i) - 61);
+
+	iv->e10 = (int32_t)q + e2;
+	iv->vr = mul_shift(mv, pow5[i], j);
+	iv->vp = mul_shift(mp, pow5[i], j);
+	iv->vm = mul_shift(mm, pow5[i], j);
+	if (q != 0 && (iv->vp - 1) / 10 <= iv->vm / 10) {
+		j = (int32_t)q - 1 - (pow5_bits(i + 1) - 61);
+		iv->last = (uint8_t)(mul_shift(mv, pow5[i + 1], j) % 10);
+	}
+	if (q <= 1) {
+		/* mv has at least q trailing zero bits. */
+		iv->vr_zeros = 1;
+		if (iv->even)
+			iv->vm_zeros = mm == mv - 2;
+		else
+			iv->vp--;
+	} else if (q < 31) {
+		iv->vr_zeros = (mv & ((1u << (q - 1)) - 1)) == 0;
+	}
+}
+
+static void drop_digit(struct interval *iv, int32_t *removed)
+{
+	iv->vr_zeros &= iv->last == 0;
+	iv->last = (uint8_t)(iv->vr % 10);
+	iv->vr /= 10;
+	iv->vp /= 10;
+	iv->vm /= 10;
+	(*removed)++;
+}
+
+/* Drop digits while the interval's ends still differ in what remains; the
+ * digits of the result, its exponent added to *removed. */
+static uint32_t narrow(struct interval *iv, int32_t *removed)
+{
+	if (!iv->vm_zeros && !iv->vr_zeros) { /* the common case */
+		while (iv->vp / 10 > iv->vm / 10)
+			drop_digit(iv, removed);
+		return iv->vr + (iv->vr == iv->vm || iv->last >= 5);
+	}
+	/* Rare: an exact end or an exact tie decides.  First narrow as above,
+	 * then, with vm exact, drop its trailing zeros too. */
+	while (iv->vp / 10 > iv->vm / 10) {
+		iv->vm_zeros &= iv->vm % 10 == 0;
+		drop_digit(iv, removed);
+	}
+	while (iv->vm_zeros && iv->vm % 10 == 0)
+		drop_digit(iv, removed);
+	if (iv->vr_zeros && iv->last == 5 && iv->vr % 2 == 0)
+		iv->last = 4; /* ties to even */
+	return iv->vr + ((iv->vr == iv->vm && (!iv->even || !iv->vm_zeros)) || iv->last >= 5);
+}
+
 size_t ftext_format(float f, char *out)
 {
-	uint32_t bits, mant, exp, m2, mv, mp, mm, vr, vp, vm, q, output;
-	int32_t e2, e10, removed = 0, n;
-	int neg, even, vm_zeros = 0, vr_zeros = 0;
-	uint8_t last = 0;
+	struct interval iv = { 0 };
+	uint32_t bits, mant, exp, m2, output;
+	int32_t e2, removed = 0, n;
+	int neg;
 
 	memcpy(&bits, &f, sizeof(bits));
 	neg = (int)(bits >> 31);
@@ -305,97 +400,14 @@ size_t ftext_format(float f, char *out)
 	/* Finite inputs only (callers refuse NaN and Inf). */
 	e2 = (exp == 0 ? 1 : (int32_t)exp) - 127 - 23 - 2;
 	m2 = exp == 0 ? mant : (1u << 23) | mant;
-	even = (m2 & 1) == 0;
+	iv.even = (m2 & 1) == 0;
 	/* 4x the float and the ends of its rounding interval; the lower gap
 	 * is half as wide just above a power of two. */
-	mv = 4 * m2;
-	mp = 4 * m2 + 2;
-	mm = 4 * m2 - 1 - (mant != 0 || exp <= 1);
-	if (e2 >= 0) {
-		int32_t k, i;
-
-		q = log10_pow2(e2);
-		e10 = (int32_t)q;
-		k = 59 + pow5_bits((int32_t)q) - 1;
-		i = -e2 + (int32_t)q + k;
-		vr = mul_shift(mv, pow5_inv[q], i);
-		vp = mul_shift(mp, pow5_inv[q], i);
-		vm = mul_shift(mm, pow5_inv[q], i);
-		if (q != 0 && (vp - 1) / 10 <= vm / 10) {
-			int32_t l = 59 + pow5_bits((int32_t)q - 1) - 1;
-
-			last = (uint8_t)(mul_shift(mv, pow5_inv[q - 1], -e2 + (int32_t)q - 1 + l) %
-			                 10);
-		}
-		if (q <= 9) {
-			/* At most one of mp, mv, mm is a multiple of 5. */
-			if (mv % 5 == 0)
-				vr_zeros = pow5_factor_at_least(mv, q);
-			else if (even)
-				vm_zeros = pow5_factor_at_least(mm, q);
-			else
-				vp -= (uint32_t)pow5_factor_at_least(mp, q);
-		}
-	} else {
-		int32_t i, k, j;
-
-		q = log10_pow5(-e2);
-		e10 = (int32_t)q + e2;
-		i = -e2 - (int32_t)q;
-		k = pow5_bits(i) - 61;
-		j = (int32_t)q - k;
-		vr = mul_shift(mv, pow5[i], j);
-		vp = mul_shift(mp, pow5[i], j);
-		vm = mul_shift(mm, pow5[i], j);
-		if (q != 0 && (vp - 1) / 10 <= vm / 10) {
-			j = (int32_t)q - 1 - (pow5_bits(i + 1) - 61);
-			last = (uint8_t)(mul_shift(mv, pow5[i + 1], j) % 10);
-		}
-		if (q <= 1) {
-			/* mv has at least q trailing zero bits. */
-			vr_zeros = 1;
-			if (even)
-				vm_zeros = mm == mv - 1 - 1 ? 1 : 0;
-			else
-				vp--;
-		} else if (q < 31) {
-			vr_zeros = (mv & ((1u << (q - 1)) - 1)) == 0;
-		}
-	}
-	if (vm_zeros || vr_zeros) {
-		/* Rare: exact ends or an exact tie decide. */
-		while (vp / 10 > vm / 10) {
-			vm_zeros &= vm % 10 == 0;
-			vr_zeros &= last == 0;
-			last = (uint8_t)(vr % 10);
-			vr /= 10;
-			vp /= 10;
-			vm /= 10;
-			removed++;
-		}
-		if (vm_zeros) {
-			while (vm % 10 == 0) {
-				vr_zeros &= last == 0;
-				last = (uint8_t)(vr % 10);
-				vr /= 10;
-				vp /= 10;
-				vm /= 10;
-				removed++;
-			}
-		}
-		if (vr_zeros && last == 5 && vr % 2 == 0)
-			last = 4; /* ties to even */
-		output = vr + ((vr == vm && (!even || !vm_zeros)) || last >= 5);
-	} else {
-		while (vp / 10 > vm / 10) {
-			last = (uint8_t)(vr % 10);
-			vr /= 10;
-			vp /= 10;
-			vm /= 10;
-			removed++;
-		}
-		output = vr + (vr == vm || last >= 5);
-	}
+	if (e2 >= 0)
+		scale_pos(&iv, 4 * m2, 4 * m2 + 2, 4 * m2 - 1 - (mant != 0 || exp <= 1), e2);
+	else
+		scale_neg(&iv, 4 * m2, 4 * m2 + 2, 4 * m2 - 1 - (mant != 0 || exp <= 1), e2);
+	output = narrow(&iv, &removed);
 	n = decimal_len(output);
 	/* Trailing zeros come from exact multiples; render() prints the digits. */
 	while (n > 1 && output % 10 == 0) {
@@ -403,5 +415,5 @@ size_t ftext_format(float f, char *out)
 		removed++;
 		n--;
 	}
-	return render(neg, output, n, e10 + removed + n - 1, out);
+	return render(neg, output, n, iv.e10 + removed + n - 1, out);
 }
