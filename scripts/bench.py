@@ -154,6 +154,12 @@ def free_port():
     return port
 
 
+def vm_hwm_mib(pid):
+    """The process's peak resident set so far."""
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024.0
+
+
 def start_daemon(work, models, threads):
     port_file = os.path.join(work, "port")
     log = open(os.path.join(work, "atrousd.log"), "w")
@@ -352,7 +358,14 @@ def main():
         for name, case in CASES.items():
             reps = 20 * args.repeats if name in SMALL else args.repeats
             x = rng.standard_normal(case["value"]).astype(np.float32)
+            hwm0 = vm_hwm_mib(daemon.pid)
             http_ms, server_ms, http_best = kserve_binary(port, name, x, reps)
+            if name == "os16":  # the largest request, after only smaller ones
+                n, h, w = case["value"][:3]
+                tensors = (x.nbytes + 4 * n * h * w * (1280 + 256)) / 2.0 ** 20  # input, concat, output
+                results["memory"] = {"case": name, "peak_rss_before_mib": hwm0,
+                                     "peak_rss_after_mib": vm_hwm_mib(daemon.pid),
+                                     "bound_mib": tensors + 64, "tensors_mib": tensors}
             row = {"atrous_ms": inproc[name]["median_ms"], "atrous_best_ms": inproc[name]["best_ms"],
                    "useful_gflop": inproc[name]["useful_gflop"], "nominal_gflop": inproc[name]["nominal_gflop"],
                    "http_ms": http_ms, "http_best_ms": http_best, "server_compute_ms": server_ms,
@@ -384,6 +397,12 @@ def main():
         c["decode_ms"], c["floats"] / c["decode_ms"] / 1e3, c["jansson_loadb_ms"], c["jansson_loadb_ms"] / c["decode_ms"]))
     print("  encode %.1f ms = %.1f Mfloat/s; jansson json_dumps %.1f ms: %.1fx" % (
         c["encode_ms"], c["floats"] / c["encode_ms"] / 1e3, c["jansson_dumps_ms"], c["jansson_dumps_ms"] / c["encode_ms"]))
+    m = results.get("memory")
+    if m:
+        print("\nPeak RSS: the OS16 request raised the loaded daemon's peak from %.0f to %.0f MiB (+%.0f MiB); "
+              "bound: its tensors (%.0f MiB) + 64 MiB = %.0f MiB" % (
+                  m["peak_rss_before_mib"], m["peak_rss_after_mib"],
+                  m["peak_rss_after_mib"] - m["peak_rss_before_mib"], m["tensors_mib"], m["bound_mib"]))
     w = results["wrk"]
     if w:
         print("\nOverhead-bound: [1,8,8,4] x [3,3,4,4] JSON both ways, wrk -t2 -c32 keep-alive:")
