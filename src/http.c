@@ -217,14 +217,75 @@ static int parse_length(const char *s, unsigned long long *out)
 	return errno == 0 && *end == '\0' ? 0 : -1;
 }
 
-/* First call: route, check headers and limits, reserve the body. */
-static enum MHD_Result on_headers(struct request *rq, const char *url, const char *method)
+/* Room for a body of len bytes.  A KServe body with binary data gets
+ * storage in which that data starts TENSOR_ALIGN-aligned with slack after
+ * it, so the input is used in place (kserve_decode); plain malloc (not an
+ * aligned allocator) lets glibc recycle earlier bodies' memory instead of
+ * mapping fresh pages. */
+static int reserve_body(struct request *rq, size_t len)
+{
+	size_t pad;
+
+	if (rq->header_len <= 0 || (size_t)rq->header_len >= len)
+		return len > 0 && buf_reserve(&rq->body, len) == NULL ? -1 : 0;
+	rq->body_mem = malloc(len + 2 * TENSOR_ALIGN);
+	if (rq->body_mem == NULL)
+		return -1;
+	pad = (TENSOR_ALIGN - (uintptr_t)(rq->body_mem + rq->header_len) % TENSOR_ALIGN) %
+	      TENSOR_ALIGN;
+	buf_use(&rq->body, rq->body_mem + pad, len);
+	rq->padded = 1;
+	return 0;
+}
+
+/* The body's framing, encoding and size against the limits; reserve it. */
+static enum MHD_Result accept_body(struct request *rq)
 {
 	struct http *h = rq->h;
 	struct MHD_Connection *c = rq->conn;
 	const char *te, *cl, *ct, *ce;
 	unsigned long long len = 0;
 	size_t budget;
+
+	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (te != NULL && strcasecmp(te, "chunked") != 0)
+		return fail(rq, 400, "Transfer-Encoding \"%.32s\" is not supported (only chunked)",
+		            te);
+	if (te != NULL && cl != NULL)
+		return fail(rq, 400, "Transfer-Encoding and Content-Length together are refused");
+	if (cl != NULL && parse_length(cl, &len) < 0)
+		return fail(rq, 400, "malformed Content-Length");
+	if (len > h->cfg->max_body)
+		return fail(rq, 413, "request body of %llu bytes exceeds max_body (%llu bytes)",
+		            len, (unsigned long long)h->cfg->max_body);
+	ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	if (ce != NULL && strcasecmp(ce, "identity") != 0)
+		return fail(
+		        rq, 415,
+		        "Content-Encoding \"%.32s\" is not supported; send the body uncompressed",
+		        ce);
+	if (content_type_refused(ct))
+		return fail(rq, 415,
+		            "Content-Type \"%.64s\" cannot carry JSON; send application/json", ct);
+	if (draining(h))
+		return fail(rq, 503, "shutting down");
+	budget = __atomic_add_fetch(&h->inflight_bytes, (size_t)len, __ATOMIC_RELAXED);
+	rq->reserved = (size_t)len;
+	if (budget > h->cfg->max_inflight_bytes)
+		return fail(rq, 503, "too many request bytes in flight; retry later");
+	if (reserve_body(rq, (size_t)len) < 0)
+		return fail(rq, 503, "out of memory for the request body");
+	rq->phase = P_BODY;
+	return MHD_YES;
+}
+
+/* First call: route, authorise, answer what needs no body; then the body. */
+static enum MHD_Result on_headers(struct request *rq, const char *url, const char *method)
+{
+	struct http *h = rq->h;
+	struct MHD_Connection *c = rq->conn;
 	int rc;
 
 	snprintf(rq->method, sizeof(rq->method), "%s", method);
@@ -276,53 +337,7 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 			rq->header_len = (long long)v;
 		}
 	}
-	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (te != NULL && strcasecmp(te, "chunked") != 0)
-		return fail(rq, 400, "Transfer-Encoding \"%.32s\" is not supported (only chunked)",
-		            te);
-	if (te != NULL && cl != NULL)
-		return fail(rq, 400, "Transfer-Encoding and Content-Length together are refused");
-	if (cl != NULL && parse_length(cl, &len) < 0)
-		return fail(rq, 400, "malformed Content-Length");
-	if (len > h->cfg->max_body)
-		return fail(rq, 413, "request body of %llu bytes exceeds max_body (%llu bytes)",
-		            len, (unsigned long long)h->cfg->max_body);
-	ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
-	if (ce != NULL && strcasecmp(ce, "identity") != 0)
-		return fail(
-		        rq, 415,
-		        "Content-Encoding \"%.32s\" is not supported; send the body uncompressed",
-		        ce);
-	if (content_type_refused(ct))
-		return fail(rq, 415,
-		            "Content-Type \"%.64s\" cannot carry JSON; send application/json", ct);
-	if (draining(h))
-		return fail(rq, 503, "shutting down");
-	budget = __atomic_add_fetch(&h->inflight_bytes, (size_t)len, __ATOMIC_RELAXED);
-	rq->reserved = (size_t)len;
-	if (budget > h->cfg->max_inflight_bytes)
-		return fail(rq, 503, "too many request bytes in flight; retry later");
-	if (rq->header_len > 0 && (unsigned long long)rq->header_len < len) {
-		/* Binary tensor data starts TENSOR_ALIGN-aligned with slack
-		 * after it, so the input is used in place (kserve_decode).
-		 * Plain malloc (not an aligned allocator) lets glibc recycle
-		 * the memory of earlier bodies instead of mapping fresh pages. */
-		size_t pad;
-
-		rq->body_mem = malloc((size_t)len + 2 * TENSOR_ALIGN);
-		if (rq->body_mem == NULL)
-			return fail(rq, 503, "out of memory for the request body");
-		pad = (TENSOR_ALIGN - (uintptr_t)(rq->body_mem + rq->header_len) % TENSOR_ALIGN) %
-		      TENSOR_ALIGN;
-		buf_use(&rq->body, rq->body_mem + pad, (size_t)len);
-		rq->padded = 1;
-	} else if (len > 0 && buf_reserve(&rq->body, (size_t)len) == NULL) {
-		return fail(rq, 503, "out of memory for the request body");
-	}
-	rq->phase = P_BODY;
-	return MHD_YES;
+	return accept_body(rq);
 }
 
 static void add_to_buf(void *ctx, const char *name, const char *value)
