@@ -71,7 +71,8 @@ void *tensor_alloc_aligned(size_t size)
 	return p;
 }
 
-int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *err)
+/* A tensor header for a checked shape, without data. */
+static int header(struct tensor **out, int rank, const int64_t *dim, char *err)
 {
 	struct tensor *t;
 	size_t count;
@@ -87,15 +88,23 @@ int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *e
 	t->rank = rank;
 	memcpy(t->dim, dim, (size_t)rank * sizeof(dim[0]));
 	t->count = count;
-	if (count > 0) {
-		t->data = tensor_alloc_aligned(count * sizeof(float));
-		if (t->data == NULL) {
-			free(t);
-			return err_set(err, -ENOMEM, "cannot allocate %zu floats", count);
-		}
-	}
 	*out = t;
 	return 0;
+}
+
+int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *err)
+{
+	int rc = header(out, rank, dim, err);
+
+	if (rc < 0 || (*out)->count == 0)
+		return rc;
+	(*out)->data = tensor_alloc_aligned((*out)->count * sizeof(float));
+	if ((*out)->data == NULL) {
+		rc = err_set(err, -ENOMEM, "cannot allocate %zu floats", (*out)->count);
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err)
@@ -109,27 +118,18 @@ int tensor_new(struct tensor **out, int rank, const int64_t *dim, char *err)
 
 int tensor_view(struct tensor **out, int rank, const int64_t *dim, float *data, char *err)
 {
-	struct tensor *t;
-	size_t count;
 	int rc;
 
 	*out = NULL;
-	rc = tensor_shape_count(rank, dim, 0, &count, err);
-	if (rc < 0)
-		return rc;
 	if ((uintptr_t)data % TENSOR_ALIGN != 0)
 		return err_set(err, -EINVAL, "tensor view data is not %d-byte aligned",
 		               TENSOR_ALIGN);
-	t = calloc(1, sizeof(*t));
-	if (t == NULL)
-		return err_set(err, -ENOMEM, "out of memory");
-	t->rank = rank;
-	memcpy(t->dim, dim, (size_t)rank * sizeof(dim[0]));
-	t->count = count;
-	t->data = count > 0 ? data : NULL;
-	t->borrowed = 1;
-	*out = t;
-	return 0;
+	rc = header(out, rank, dim, err);
+	if (rc == 0) {
+		(*out)->data = (*out)->count > 0 ? data : NULL;
+		(*out)->borrowed = 1;
+	}
+	return rc;
 }
 
 void tensor_free(struct tensor *t)
