@@ -350,8 +350,8 @@ static void add_to_buf(void *ctx, const char *name, const char *value)
  * end-of-file there drops the connection with the reply unsent.  Replies to
  * clients that have half-closed are therefore written here, straight to the
  * socket, giving up after timeout_ms; libmicrohttpd closes the connection
- * afterwards.  The reply is
- * recorded as sent either way (a client gone is a client gone). */
+ * afterwards.  The reply is recorded as sent either way (a client gone is a
+ * client gone). */
 static void write_direct(struct request *rq, int timeout_ms)
 {
 	const union MHD_ConnectionInfo *ci =

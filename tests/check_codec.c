@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "codec.h"
 #include "error.h"
 #include "ftext.h"
@@ -147,6 +148,37 @@ START_TEST(test_shortest_closest)
 			ck_assert_msg(strtof(ref, NULL) != f,
 			              "%s is not the shortest: %s reads back", text, ref);
 		}
+	}
+}
+END_TEST
+
+START_TEST(test_decimal_writer)
+{
+	static const struct {
+		uint64_t v;
+		int frac;
+		const char *want;
+	} cases[] = { { 0, 0, "0" },
+		      { 7, 0, "7" },
+		      { 1234, 0, "1234" },
+		      { 0, 3, "0.000" },
+		      { 5, 3, "0.005" },
+		      { 1234, 3, "1.234" },
+		      { 12345, 3, "12.345" },
+		      { 100, 2, "1.00" },
+		      { UINT64_MAX, 0, "18446744073709551615" },
+		      { UINT64_MAX, 3, "18446744073709551.615" } };
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf b = { 0 };
+
+		buf_puts(&b, "x=");
+		buf_dec(&b, cases[i].v, cases[i].frac);
+		buf_add(&b, "", 1);
+		ck_assert_int_eq(buf_ok(&b), 0);
+		ck_assert_str_eq(b.data + 2, cases[i].want);
+		buf_free(&b);
 	}
 }
 END_TEST
@@ -424,6 +456,7 @@ int main(void)
 	tcase_add_test(tc, test_special_values);
 	tcase_add_test(tc, test_random_bits);
 	tcase_add_test(tc, test_shortest_closest);
+	tcase_add_test(tc, test_decimal_writer);
 	tcase_add_test(tc, test_parse_matches_strtof);
 	tcase_add_test(tc, test_malformed_numbers);
 	suite_add_tcase(s, tc);
