@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ SRC = os.path.dirname(HERE)
 BUILD = os.environ.get("top_builddir", SRC)
 ATROUS = os.path.join(BUILD, "src", "atrous")
 ATROUSD = os.path.join(BUILD, "src", "atrousd")
+sys.path.insert(0, os.path.join(SRC, "tests"))
+from harness import free_port  # noqa: E402
+
 rng = np.random.default_rng(0)
 
 
@@ -144,14 +146,6 @@ def timeit(fn, repeats, warmup=2):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times) * 1e3, statistics.median(times) * 1e3
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def vm_hwm_mib(pid):

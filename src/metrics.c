@@ -152,6 +152,19 @@ static void header(struct buf *b, const char *name, const char *type, const char
 	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled sample. */
+static void scalar(struct buf *b, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+	header(b, name, type, help);
+	buf_printf(b, "%s %llu\n", name, v);
+}
+
+static unsigned long long load(const uint64_t *v)
+{
+	return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
 /* Histogram samples; labels is "" or `key="value"` (already escaped). */
 static void put_histo(struct buf *b, const char *name, const char *labels, const struct histo *h)
 {
@@ -225,6 +238,7 @@ static void process_metrics(struct buf *b)
 
 void metrics_render(struct buf *b, const struct metrics_gauges *g)
 {
+	long long inflight;
 	char labels[128];
 	size_t e, c;
 	int i, n;
@@ -283,30 +297,26 @@ void metrics_render(struct buf *b, const struct metrics_gauges *g)
 			          &m.models[i].compute);
 		buf_free(&lb);
 	}
-	header(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.");
-	buf_printf(b, "atrousd_queue_depth %zu\n", g->queue_depth);
-	header(b, "atrousd_inflight_requests", "gauge", "Requests received and not yet answered.");
-	buf_printf(b, "atrousd_inflight_requests %lld\n",
-	           (long long)__atomic_load_n(&m.inflight, __ATOMIC_RELAXED));
-	header(b, "atrousd_workers", "gauge", "Compute worker threads.");
-	buf_printf(b, "atrousd_workers %d\n", g->workers);
-	header(b, "atrousd_flops_total", "counter",
-	       "Useful floating-point operations computed (multiply-adds x 2).");
-	buf_printf(b, "atrousd_flops_total %llu\n",
-	           (unsigned long long)__atomic_load_n(&m.flops, __ATOMIC_RELAXED));
-	header(b, "atrousd_received_bytes_total", "counter", "Request body bytes received.");
-	buf_printf(b, "atrousd_received_bytes_total %llu\n",
-	           (unsigned long long)__atomic_load_n(&m.bytes_in, __ATOMIC_RELAXED));
-	header(b, "atrousd_sent_bytes_total", "counter", "Reply body bytes sent.");
-	buf_printf(b, "atrousd_sent_bytes_total %llu\n",
-	           (unsigned long long)__atomic_load_n(&m.bytes_out, __ATOMIC_RELAXED));
-	header(b, "atrousd_models_loaded", "gauge", "Stored models being served.");
-	buf_printf(b, "atrousd_models_loaded %zu\n", g->models_loaded);
+	inflight = __atomic_load_n(&m.inflight, __ATOMIC_RELAXED);
+	scalar(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.",
+	       g->queue_depth);
+	scalar(b, "atrousd_inflight_requests", "gauge", "Requests received and not yet answered.",
+	       inflight > 0 ? (unsigned long long)inflight : 0);
+	scalar(b, "atrousd_workers", "gauge", "Compute worker threads.",
+	       (unsigned long long)g->workers);
+	scalar(b, "atrousd_flops_total", "counter",
+	       "Useful floating-point operations computed (multiply-adds x 2).", load(&m.flops));
+	scalar(b, "atrousd_received_bytes_total", "counter", "Request body bytes received.",
+	       load(&m.bytes_in));
+	scalar(b, "atrousd_sent_bytes_total", "counter", "Reply body bytes sent.",
+	       load(&m.bytes_out));
+	scalar(b, "atrousd_models_loaded", "gauge", "Stored models being served.",
+	       g->models_loaded);
 	header(b, "atrousd_model_reloads_total", "counter",
 	       "Model directory reloads, by result (failure: some model did not load).");
 	buf_printf(b, "atrousd_model_reloads_total{result=\"success\"} %llu\n",
-	           (unsigned long long)__atomic_load_n(&m.reloads_ok, __ATOMIC_RELAXED));
+	           load(&m.reloads_ok));
 	buf_printf(b, "atrousd_model_reloads_total{result=\"failure\"} %llu\n",
-	           (unsigned long long)__atomic_load_n(&m.reloads_failed, __ATOMIC_RELAXED));
+	           load(&m.reloads_failed));
 	process_metrics(b);
 }
