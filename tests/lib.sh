@@ -15,12 +15,16 @@ not_ok() { FAILS=$((FAILS + 1)); echo "not ok - $*"; }
 # check DESCRIPTION COMMAND...: the command must succeed
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
 
-# Python with NumPy is required; under CI its absence is a failure, not a skip.
-need_numpy() {
-	if "$PYTHON3" -c 'import numpy' 2>/dev/null; then return 0; fi
-	if [ -n "${CI:-}" ]; then echo "not ok - $PYTHON3 has no numpy (required under CI)"; exit 1; fi
-	echo "SKIP: $PYTHON3 has no numpy"; exit 77
+# require WHAT COMMAND...: the command must succeed, or the test cannot run:
+# under CI that is a failure, elsewhere a skip.
+require() {
+	local what=$1; shift
+	if "$@" >/dev/null 2>&1; then return 0; fi
+	if [ -n "${CI:-}" ]; then echo "not ok - $what missing (required under CI)"; exit 1; fi
+	echo "SKIP: $what not installed"; exit 77
 }
+
+need_numpy() { require "numpy for $PYTHON3" "$PYTHON3" -c 'import numpy'; }
 
 finish() {
 	echo "$PASSES passed, $FAILS failed"

@@ -3,10 +3,7 @@
 # atrousd.conf(5) and conf/atrousd.conf are exactly the option table's.
 . "$(dirname "$0")/lib.sh"
 ATROUSD="$top_builddir/src/atrousd"
-if ! command -v groff >/dev/null; then
-	if [ -n "${CI:-}" ]; then echo "not ok - groff missing under CI"; exit 1; fi
-	echo "SKIP: groff not installed"; exit 77
-fi
+require groff command -v groff
 for page in atrousd.8 atrousd.conf.5 atrous.1; do
 	out=$(groff -man -ww -z "$top_srcdir/docs/$page" 2>&1)
 	check "$page renders without warnings" [ -z "$out" ]
