@@ -1,11 +1,26 @@
 #!/bin/sh
-# deps.sh - install what atrousd needs to build and test on Debian 12 (as root).
-# Without root it only reports what is missing.
+# deps.sh - install what atrousd needs on Debian 12 (as root).
+#
+#   scripts/deps.sh         build and run: compiler, autotools, the libraries,
+#                           procps (the unit's ExecReload runs /bin/kill), curl
+#   scripts/deps.sh --test  the above and every tool the tests start: libcheck,
+#                           NumPy, geventhttpclient, clang (libFuzzer), valgrind,
+#                           clang-format, groff, Prometheus, nginx, systemd, wrk
+#
+# Without root it only reports what is missing.  Each package here is there
+# because a build step, the installed unit or a test runs something from it;
+# a minimal Debian root (debootstrap --variant=minbase) has none of them.
 set -eu
-PKGS="build-essential autoconf automake libtool pkg-config
-      libmicrohttpd-dev libjansson-dev libopenblas-dev libinih-dev check
-      libsystemd-dev python3-numpy python3-geventhttpclient clang-format curl
-      groff-base prometheus nginx-light systemd valgrind clang libclang-rt-14-dev wrk"
+RUN="build-essential autoconf automake libtool pkg-config
+     libmicrohttpd-dev libjansson-dev libopenblas-dev libinih-dev libsystemd-dev
+     procps curl"
+TEST="check python3 python3-numpy python3-geventhttpclient clang-format clang
+      libclang-rt-14-dev valgrind groff-base prometheus nginx-light systemd wrk"
+case "${1:-}" in
+--test) PKGS="$RUN $TEST" ;;
+"") PKGS="$RUN" ;;
+*) echo "usage: scripts/deps.sh [--test]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

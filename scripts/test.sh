@@ -10,7 +10,7 @@
 # Set ATROUSD_SKIP=sanitizers,valgrind,fuzz,load to skip stages locally.
 set -eu
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 [ -x configure ] || autoreconf -fi
 [ -f Makefile ] || ./configure --enable-werror
 jobs=$(nproc)
