@@ -14,11 +14,22 @@
 #include "buf.h"
 #include "codec.h"
 #include "error.h"
-#include "graph.h"
+#include "graphjson.h"
 #include "kserve.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
 #include "pool.h"
+
+struct api {
+	const struct config *cfg;
+	const struct par_runner *runner;
+	struct pool *pool;
+	struct models *models;
+	struct metrics *metrics;
+	char *admin_token; /* NULL: admin API disabled */
+	int state;         /* enum api_state, atomic */
+};
 
 uint64_t api_now_ns(void)
 {
@@ -74,28 +85,11 @@ static int take_tensor(void *ctx, json_t *v, const char *field, struct tensor **
 	return codec_doc_take_tensor(ctx, v, field, out, err);
 }
 
-static int check_root_keys(json_t *root, char *err)
-{
-	static const char *const keys[] = { "value", "layers", "output_encoding" };
-	const char *key;
-	json_t *v;
-	size_t i;
-
-	json_object_foreach(root, key, v)
-	{
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if (strcmp(key, keys[i]) == 0)
-				break;
-		if (i == sizeof(keys) / sizeof(keys[0]))
-			return err_set(err, -EINVAL, "unknown key \"%.64s\"", key);
-	}
-	return 0;
-}
-
 /* Decode the body into a graph, an input value and the reply encoding. */
 static int decode(struct api *a, enum endpoint ep, const char *body, size_t len, struct graph **g,
                   struct tensor **value, enum codec_enc *enc, char *err)
 {
+	static const char *const root_keys[] = { "value", "layers", "output_encoding", NULL };
 	struct codec_doc *doc = NULL;
 	json_t *root, *v;
 	char shape[160];
@@ -112,13 +106,13 @@ static int decode(struct api *a, enum endpoint ep, const char *body, size_t len,
 	if (v != NULL && (rc = codec_parse_encoding(json_string_value(v), enc, err)) < 0)
 		goto done;
 	if (ep == EP_SEQUENTIAL) {
-		rc = check_root_keys(root, err);
+		rc = codec_check_keys(root, root_keys, NULL, err);
 		if (rc == 0)
-			rc = graph_parse_layers(g, json_object_get(root, "layers"), take_tensor,
-			                        doc, err);
+			rc = graphjson_layers(g, json_object_get(root, "layers"), take_tensor, doc,
+			                      err);
 	} else {
-		rc = graph_parse_layer(g, root, ep == EP_ASPP ? "aspp" : "atrous_conv2d",
-		                       take_tensor, doc, err);
+		rc = graphjson_layer(g, root, ep == EP_ASPP ? "aspp" : "atrous_conv2d", take_tensor,
+		                     doc, err);
 	}
 	if (rc < 0)
 		goto done;
@@ -187,11 +181,12 @@ static void put_stages(struct buf *b, const struct stages *s, double flops)
 }
 
 /* A computation succeeded: its Server-Timing header and its metrics. */
-static void record_stages(struct reply *r, const struct stages *s, const char *model, double flops)
+static void record_stages(struct api *a, struct reply *r, const struct stages *s, const char *model,
+                          double flops)
 {
 	server_timing(r->server_timing, sizeof(r->server_timing), s->decoded - s->begin,
 	              s->begin - s->enqueue, s->computed - s->decoded, s->encoded - s->computed);
-	metrics_compute(model, s->begin - s->enqueue, s->decoded - s->begin,
+	metrics_compute(a->metrics, model, s->begin - s->enqueue, s->decoded - s->begin,
 	                s->computed - s->decoded, s->encoded - s->computed, flops);
 }
 
@@ -244,7 +239,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	r->status = 200;
 	r->content_type = "application/json";
 	r->body = buf_take(&b, &r->len);
-	record_stages(r, &sg, route_label(ep), st.useful_flops);
+	record_stages(a, r, &sg, endpoint_label(ep), st.useful_flops);
 done:
 	tensor_free(out);
 	tensor_free(value);
@@ -294,7 +289,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	if (rc == 0)
 		rc = codec_check_finite(out, err);
 	if (rc < 0) {
-		if (req.has_id && strstr(err, "[request id:") == NULL)
+		if (req.has_id)
 			err_prefix(err, "[request id: %.64s]", req.id);
 		reply_error(r, api_status_of(rc), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
@@ -315,7 +310,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		snprintf(r->infer_header_len, sizeof(r->infer_header_len), "%zu", json_len);
 	}
 	if (r->status == 200)
-		record_stages(r, &sg, model_name(m), st.useful_flops);
+		record_stages(a, r, &sg, model_name(m), st.useful_flops);
 	model_record(m, r->status == 200, api_now_ns() - rq->t.start, sg.begin - sg.enqueue,
 	             sg.decoded - sg.begin, sg.computed - sg.decoded, sg.encoded - sg.computed,
 	             (uint64_t)req.input->dim[0]);
@@ -361,13 +356,11 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 		reply_buf(r, 200, &b);
 		return;
 	default:
-		rc = models_reload(a->models, &loaded, &failed);
+		rc = api_reload(a, "reload", &loaded, &failed);
 		if (rc < 0) {
 			reply_error(r, 500, "reload failed: %s", strerror(-rc));
 			return;
 		}
-		metrics_reload(failed == 0);
-		log_info("reload: %zu model(s) served, %zu failed to load", loaded, failed);
 		buf_printf(&b, "{\"loaded\":%zu,\"failed\":%zu}\n", loaded, failed);
 		reply_buf(r, 200, &b);
 		return;
@@ -386,7 +379,7 @@ void api_run(struct api *a, const struct api_request *rq, struct reply *r)
 	case EP_RELOAD: admin(a, rq, r); return;
 	default:
 		reply_error(r, 500, "endpoint %s does not run on a worker",
-		            route_label(rq->route->ep));
+		            endpoint_label(rq->route->ep));
 	}
 }
 
@@ -442,7 +435,7 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 			                    a->pool ? pool_workers(a->pool) : 0,
 			                    models_count(a->models) };
 
-		metrics_render(&b, &g);
+		metrics_render(a->metrics, &b, &g);
 		reply_buf(r, 200, &b);
 		r->content_type = METRICS_CONTENT_TYPE;
 		return;
@@ -477,7 +470,7 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 	reply_buf(r, 200, &b);
 }
 
-int api_load_token(struct api *a, char *err)
+static int load_token(struct api *a, char *err)
 {
 	char buf[512];
 	ssize_t n;
@@ -522,7 +515,7 @@ int api_authorize(struct api *a, const char *authorization, struct reply *r)
 {
 	if (a->admin_token == NULL) {
 		reply_error(r, 403, "the admin API is disabled: no admin_token_file is configured");
-		return -1;
+		return -EPERM;
 	}
 	if (authorization != NULL && strncmp(authorization, "Bearer ", 7) == 0 &&
 	    same_secret(authorization + 7, strlen(authorization + 7), a->admin_token))
@@ -531,5 +524,79 @@ int api_authorize(struct api *a, const char *authorization, struct reply *r)
 	            authorization ? "wrong admin token"
 	                          : "missing admin token (Authorization: Bearer ...)");
 	r->www_authenticate = "Bearer realm=\"atrousd\"";
-	return -1;
+	return -EACCES;
+}
+
+int api_new(struct api **out, const struct config *cfg, struct pool *pool, struct models *models,
+            struct metrics *metrics, char *err)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	int rc;
+
+	*out = NULL;
+	if (a == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	/* jansson seeds its hash function on first use, racily: seed it here,
+	 * before the HTTP threads can parse anything. */
+	json_object_seed(0);
+	a->cfg = cfg;
+	a->pool = pool;
+	a->runner = pool ? pool_runner(pool) : NULL;
+	a->models = models;
+	a->metrics = metrics;
+	a->state = API_STARTING;
+	rc = load_token(a, err);
+	if (rc < 0) {
+		free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
+void api_free(struct api *a)
+{
+	if (a == NULL)
+		return;
+	if (a->admin_token != NULL) {
+		memset(a->admin_token, 0, strlen(a->admin_token));
+		free(a->admin_token);
+	}
+	free(a);
+}
+
+void api_set_state(struct api *a, enum api_state state)
+{
+	__atomic_store_n(&a->state, (int)state, __ATOMIC_RELEASE);
+}
+
+int api_draining(const struct api *a)
+{
+	return __atomic_load_n(&a->state, __ATOMIC_ACQUIRE) == API_DRAINING;
+}
+
+int api_has_model(struct api *a, const char *name)
+{
+	struct model *m = models_get(a->models, name);
+	int served = m != NULL;
+
+	model_unref(m);
+	return served;
+}
+
+struct metrics *api_metrics(struct api *a)
+{
+	return a->metrics;
+}
+
+int api_reload(struct api *a, const char *why, size_t *loaded, size_t *failed)
+{
+	int rc = models_reload(a->models, loaded, failed);
+
+	metrics_reload(a->metrics, rc == 0 && *failed == 0);
+	if (rc < 0)
+		log_error("%s: cannot reload the models: %s", why, strerror(-rc));
+	else
+		log_info("%s: %zu model(s) served, %zu failed to load", why, *loaded, *failed);
+	return rc;
 }

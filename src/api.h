@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "model.h"
 #include "par.h"
 #include "route.h"
 
@@ -46,22 +45,35 @@ struct api_request {
 	int padded; /* the body outlives the request and has TENSOR_ALIGN bytes of slack */
 };
 
+struct metrics;
+struct models;
 struct pool;
+struct api;
 
-struct api {
-	const struct config *cfg;
-	const struct par_runner *runner;
-	struct pool *pool;
-	struct models *models;
-	char *admin_token; /* NULL: admin API disabled */
-	int state;         /* enum api_state, atomic */
-};
+/* The endpoints over borrowed subsystems (they outlive the api); reads the
+ * admin token from cfg->admin_token_file when set.  State: API_STARTING. */
+int api_new(struct api **out, const struct config *cfg, struct pool *pool, struct models *models,
+            struct metrics *metrics, char *err);
+
+/* Free the api (and forget the token); NULL is allowed. */
+void api_free(struct api *a);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t api_now_ns(void);
 
-/* Read the admin token from cfg->admin_token_file (if set) into a->admin_token. */
-int api_load_token(struct api *a, char *err);
+/* Readiness: set by the main thread, read by any. */
+void api_set_state(struct api *a, enum api_state state);
+int api_draining(const struct api *a);
+
+/* Is a model of that name served now? */
+int api_has_model(struct api *a, const char *name);
+
+/* The metrics the api and its HTTP layer record into. */
+struct metrics *api_metrics(struct api *a);
+
+/* Reload the model directory (SIGHUP, the admin endpoint, start-up): logs
+ * the outcome with why, records it in the metrics; 0 or -errno. */
+int api_reload(struct api *a, const char *why, size_t *loaded, size_t *failed);
 
 /* Run an endpoint that needs a worker: decode, compute, encode. */
 void api_run(struct api *a, const struct api_request *rq, struct reply *r);
@@ -69,8 +81,8 @@ void api_run(struct api *a, const struct api_request *rq, struct reply *r);
 /* Answer a cheap endpoint on the calling thread. */
 void api_quick(struct api *a, const struct route *rt, struct reply *r);
 
-/* 0 when the Authorization header carries the admin token; else fills r
- * (403 when no token is configured, 401 otherwise). */
+/* 0 when the Authorization header carries the admin token; else fills r and
+ * returns -EPERM (403: no token is configured) or -EACCES (401). */
 int api_authorize(struct api *a, const char *authorization, struct reply *r);
 
 /* Fill r with status and {"error": message}. */

@@ -16,6 +16,7 @@ int aspp_prepare(struct aspp *a, char *err)
 	int64_t c = a->branches[0].filters->dim[2], nf = 0, off = 0, ch, o;
 	int64_t dim[2];
 	size_t b;
+	int rc;
 
 	for (b = 0; b < a->nbranches; b++) {
 		const struct tensor *f = a->branches[b].filters;
@@ -26,8 +27,9 @@ int aspp_prepare(struct aspp *a, char *err)
 	}
 	dim[0] = c;
 	dim[1] = nf;
-	if (tensor_new_uninit(&a->center, 2, dim, err) < 0)
-		return -ENOMEM;
+	rc = tensor_new_uninit(&a->center, 2, dim, err);
+	if (rc < 0)
+		return rc;
 	for (b = 0; b < a->nbranches; b++) {
 		const struct tensor *f = a->branches[b].filters;
 		int64_t kw = f->dim[1], ob = f->dim[3];
@@ -215,95 +217,130 @@ static void finish_task(void *arg, size_t t, void *scratch)
 	}
 }
 
+/* The branches of one run, planned before any work: their plans as one task
+ * set, and the fused centre GEMM when it pays. */
+struct branch_exec {
+	struct multi m;
+	struct fused fused;
+	size_t ntasks, scratch, tiles;
+	int use_fusion;
+	double nominal; /* of the branches: decides whether to fan out */
+};
+
+/* Fusion saves the centre's im2col copy (C floats a pixel) and costs two
+ * passes over each branch's output (about 2 x O floats): it pays when the
+ * input is much wider than the branches (measured: OS16, C 2048 and O 256,
+ * gains; OS8, C 256, loses 5 %). */
+static int fusion_pays(const struct aspp *a, const struct tensor *in, int64_t pixels)
+{
+	return a->center != NULL && a->center->dim[0] == in->dim[3] && pixels > 0 &&
+	       in->dim[3] >= ASPP_FUSION_RATIO * max_branch_out(a);
+}
+
+/* Plan each branch into its channels [off, ...) of concat. */
+static int plan_branches(const struct aspp *a, const struct tensor *in, struct tensor *concat,
+                         int64_t off, struct branch_exec *x, double *useful, char *err)
+{
+	size_t i;
+	int rc;
+
+	x->m.plans = calloc(a->nbranches, sizeof(*x->m.plans));
+	if (x->m.plans == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	x->m.in = in->data;
+	x->m.out = concat->data;
+	x->fused = (struct fused){ .a = a,
+		                   .in = in->data,
+		                   .out = concat->data,
+		                   .pixels = in->dim[0] * in->dim[1] * in->dim[2],
+		                   .c = in->dim[3],
+		                   .nf = a->center ? a->center->dim[1] : 0,
+		                   .ldc = concat->dim[3],
+		                   .off = off };
+	x->use_fusion = fusion_pays(a, in, x->fused.pixels);
+	x->tiles = (size_t)((x->fused.pixels + FUSED_TILE - 1) / FUSED_TILE);
+	if (x->use_fusion)
+		*useful += 2.0 * (double)x->fused.pixels * (double)x->fused.c * (double)x->fused.nf;
+	for (i = 0; i < a->nbranches; i++) {
+		const struct tensor *f = a->branches[i].filters;
+		struct conv_out_layout lay = { .channel_offset = off,
+			                       .pixel_stride = concat->dim[3],
+			                       .accumulate = x->use_fusion,
+			                       .skip_center = x->use_fusion };
+		struct conv_plan *p;
+		double pu, pn;
+
+		off += f->dim[3];
+		if (x->use_fusion) {
+			/* Counted whole here; the plan below leaves the centre out. */
+			x->nominal += 2.0 * (double)x->fused.pixels *
+			              (double)(f->dim[0] * f->dim[1]) * (double)f->dim[2] *
+			              (double)f->dim[3];
+			if (f->dim[0] == 1 && f->dim[1] == 1)
+				continue; /* all centre: the fused GEMM computes it */
+		}
+		rc = conv_plan_new(&p, in->dim, f, a->branches[i].bias, &a->branches[i].spec, &lay,
+		                   err);
+		if (rc < 0) {
+			err_prefix(err, "branches[%zu]", i);
+			return rc;
+		}
+		x->m.plans[x->m.nplans++] = p;
+		x->ntasks += conv_plan_ntasks(p);
+		if (conv_plan_scratch(p) > x->scratch)
+			x->scratch = conv_plan_scratch(p);
+		conv_plan_flops(p, &pu, &pn);
+		*useful += pu;
+		if (!x->use_fusion)
+			x->nominal += pn;
+	}
+	return 0;
+}
+
+/* Fused centres (phase 1), the branches' other taps (2), bias and activation
+ * (3); without fusion, phase 2 alone writes finished branches. */
+static int run_branches(const struct branch_exec *x, const struct par_runner *runner)
+{
+	int rc = 0;
+
+	if (x->nominal < CONV_PARALLEL_MIN_FLOPS)
+		runner = NULL;
+	if (x->use_fusion)
+		rc = par_run(runner, x->tiles, 64, center_task, (void *)&x->fused);
+	if (rc == 0)
+		rc = par_run(runner, x->ntasks, x->scratch, multi_task, (void *)&x->m);
+	if (rc == 0 && x->use_fusion)
+		rc = par_run(runner, x->tiles, 64, finish_task, (void *)&x->fused);
+	return rc;
+}
+
+static void branch_exec_clear(struct branch_exec *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->m.nplans; i++)
+		conv_plan_free(x->m.plans[i]);
+	free(x->m.plans);
+}
+
 int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
              struct tensor **out, double *useful, double *nominal, char *err)
 {
 	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2], aspp_concat_channels(a) };
-	struct multi m = { 0 };
+	struct branch_exec x = { 0 };
 	struct tensor *concat = NULL;
-	struct fused fused;
-	size_t i, ntasks = 0, scratch = 0, tiles;
-	double nominal_total = 0;
-	int64_t off;
-	int rc, use_fusion;
+	int64_t off = a->pool ? a->pool->filters->dim[3] : 0;
+	int rc;
 
 	rc = tensor_new_uninit(&concat, 4, cd, err);
-	if (rc < 0)
-		return rc;
-	off = 0;
-	if (a->pool != NULL) {
+	if (rc == 0 && a->pool != NULL)
 		rc = image_pooling(a->pool, in, concat, useful, nominal, err);
-		if (rc < 0)
-			goto done;
-		off = a->pool->filters->dim[3];
-	}
-	m.plans = calloc(a->nbranches, sizeof(*m.plans));
-	if (m.plans == NULL) {
-		rc = err_set(err, -ENOMEM, "out of memory");
-		goto done;
-	}
-	m.in = in->data;
-	m.out = concat->data;
-	fused = (struct fused){ a,
-		                in->data,
-		                concat->data,
-		                cd[0] * cd[1] * cd[2],
-		                in->dim[3],
-		                a->center ? a->center->dim[1] : 0,
-		                cd[3],
-		                off };
-	/* Fusion saves the centre's im2col copy (C floats a pixel) and costs two
-	 * passes over each branch's output (about 2 x O floats): it pays when
-	 * the input is much wider than the branches (measured: OS16, C 2048 and
-	 * O 256, gains; OS8, C 256, loses 5 %). */
-	use_fusion = a->center != NULL && a->center->dim[0] == in->dim[3] && fused.pixels > 0 &&
-	             in->dim[3] >= ASPP_FUSION_RATIO * max_branch_out(a);
-	tiles = (size_t)((fused.pixels + FUSED_TILE - 1) / FUSED_TILE);
-	for (i = 0; i < a->nbranches; i++) {
-		const struct tensor *f = a->branches[i].filters;
-		struct conv_out_layout lay = { .channel_offset = off,
-			                       .pixel_stride = cd[3],
-			                       .accumulate = use_fusion,
-			                       .skip_center = use_fusion };
-		double pu, pn;
-
-		off += f->dim[3];
-		if (use_fusion) {
-			/* Counted whole here; the plan below leaves the centre out. */
-			pn = 2.0 * (double)fused.pixels * (double)(f->dim[0] * f->dim[1]) *
-			     (double)f->dim[2] * (double)f->dim[3];
-			*nominal += pn;
-			nominal_total += pn;
-			if (f->dim[0] == 1 && f->dim[1] == 1)
-				continue; /* all centre: phase 1 computes it */
-		}
-		rc = conv_plan_new(&m.plans[m.nplans], in->dim, f, a->branches[i].bias,
-		                   &a->branches[i].spec, &lay, err);
-		if (rc < 0) {
-			err_prefix(err, "branches[%zu]", i);
-			goto done;
-		}
-		ntasks += conv_plan_ntasks(m.plans[m.nplans]);
-		if (conv_plan_scratch(m.plans[m.nplans]) > scratch)
-			scratch = conv_plan_scratch(m.plans[m.nplans]);
-		conv_plan_flops(m.plans[m.nplans], &pu, &pn);
-		m.nplans++;
-		*useful += pu;
-		if (!use_fusion) {
-			*nominal += pn;
-			nominal_total += pn;
-		}
-	}
-	if (nominal_total < CONV_PARALLEL_MIN_FLOPS)
-		runner = NULL;
-	if (use_fusion) {
-		*useful += 2.0 * (double)fused.pixels * (double)fused.c * (double)fused.nf;
-		rc = par_run(runner, tiles, 64, center_task, &fused);
-	}
 	if (rc == 0)
-		rc = par_run(runner, ntasks, scratch, multi_task, &m);
-	if (rc == 0 && use_fusion)
-		rc = par_run(runner, tiles, 64, finish_task, &fused);
+		rc = plan_branches(a, in, concat, off, &x, useful, err);
+	if (rc < 0)
+		goto done;
+	*nominal += x.nominal;
+	rc = run_branches(&x, runner);
 	if (rc < 0) {
 		err_set(err, rc, "out of memory");
 		goto done;
@@ -317,9 +354,7 @@ int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_run
 		concat = NULL;
 	}
 done:
-	for (i = 0; i < m.nplans; i++)
-		conv_plan_free(m.plans[i]);
-	free(m.plans);
+	branch_exec_clear(&x);
 	tensor_free(concat);
 	return rc;
 }

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conv.h"
+#include "layer.h"
 #include "par.h"
 #include "tensor.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "conv.h"
+#include "layer.h"
 #include "error.h"
 #include "graph.h"
 #include "model.h"

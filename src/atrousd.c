@@ -1,8 +1,8 @@
 /* atrousd.c - the daemon's main: settings, subsystems in order, signals.
  *
- * Start: config -> models -> pool -> listen socket (or the one systemd passed)
- * -> HTTP -> READY=1.  SIGHUP reloads the models.  SIGTERM/SIGINT: STOPPING=1,
- * readiness 503, stop accepting, drain in-flight requests, tear down in
+ * Start: config -> metrics, models, pool, api -> models loaded -> listen
+ * socket (or the one systemd passed) -> HTTP -> READY=1.  SIGHUP reloads the models.
+ * SIGTERM/SIGINT: STOPPING=1, readiness 503, stop accepting, drain in-flight requests, tear down in
  * reverse order, exit 0.
  */
 #include "autoconfig.h"
@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "model.h"
+#include "models.h"
 #include "notify.h"
 #include "pool.h"
 #include "sock.h"
@@ -60,19 +59,6 @@ static void on_model_load(void *arg, const char *name)
 	snprintf(status, sizeof(status), "loading model %s", name);
 	notify_extend_timeout(LOAD_EXTEND_USEC);
 	notify_status(status);
-}
-
-static void reload(struct models *models, const char *why)
-{
-	size_t loaded, failed;
-
-	notify_status("reloading models");
-	if (models_reload(models, &loaded, &failed) == 0) {
-		metrics_reload(failed == 0);
-		log_info("%s: %zu model(s) served, %zu failed to load", why, loaded, failed);
-	} else {
-		metrics_reload(0);
-	}
 }
 
 /* The address of a socket systemd passed, for the log. */
@@ -124,12 +110,16 @@ static int catch_signals(char *err)
 	return 0;
 }
 
+/* The watchdog's view of the queue between two pings. */
+struct watchdog {
+	uint64_t last_done; /* jobs completed at the last look */
+	int stalled;        /* looks in a row with jobs queued and none completed */
+};
+
 /* Wait for a signal; with a watchdog, wake up to ping it while the workers
  * make progress (a stuck queue stops the pings and lets systemd restart us). */
-static int wait_signal(struct pool *pool, uint64_t wd_usec)
+static int wait_signal(struct pool *pool, struct watchdog *wd, uint64_t wd_usec)
 {
-	static uint64_t last_done;
-	static int stalled;
 	struct pollfd pfd = { signal_pipe[0], POLLIN, 0 };
 	/* Ping every half interval (at least every millisecond). */
 	int timeout = wd_usec == 0 ? -1 : wd_usec < 2000 ? 1 : (int)(wd_usec / 2 / 1000);
@@ -144,110 +134,145 @@ static int wait_signal(struct pool *pool, uint64_t wd_usec)
 		if (n < 0 || wd_usec == 0)
 			continue;
 		now = pool_counts(pool);
-		stalled = now.queued > 0 && now.completed == last_done ? stalled + 1 : 0;
-		last_done = now.completed;
-		if (stalled < 2)
+		wd->stalled =
+		        now.queued > 0 && now.completed == wd->last_done ? wd->stalled + 1 : 0;
+		wd->last_done = now.completed;
+		if (wd->stalled < 2)
 			notify_watchdog();
 		else
-			log_error("watchdog: the queue has not moved for %d intervals", stalled);
+			log_error("watchdog: the queue has not moved for %d intervals",
+			          wd->stalled);
 	}
 }
 
-static int serve(struct config *cfg)
+/* What serve() starts, torn down in reverse. */
+struct daemon {
+	struct metrics *metrics;
+	struct models *models;
+	struct pool *pool;
+	struct api *api;
+	struct http *http, *mhttp;
+};
+
+static void daemon_stop(struct daemon *d)
 {
-	struct models *models = NULL;
-	struct pool *pool = NULL;
-	struct http *http = NULL, *mhttp = NULL;
-	struct api api = { 0 };
-	char err[ERR_LEN], bound[160], mbound[160], status[256];
+	http_stop(d->mhttp);
+	http_stop(d->http);
+	/* A computation that outlived the drain deadline (its client already
+	 * has a 503) is allowed to finish: workers are joined, nothing is torn
+	 * down under them. */
+	if (d->pool != NULL && pool_counts(d->pool).running > 0)
+		log_warn("waiting for a computation that outlived drain_timeout");
+	pool_free(d->pool);
+	api_free(d->api);
+	models_free(d->models);
+	metrics_free(d->metrics);
+}
+
+/* Metrics, models, pool, api, then the models loaded. */
+static int start_core(struct daemon *d, const struct config *cfg, char *err)
+{
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = cfg->threads ? (int)cfg->threads : (ncpu > 0 ? (int)ncpu : 1);
-	int fd = -1, mfd = -1, port = 0, mport, sig, rc;
-	size_t left;
+	size_t loaded, failed;
+	int rc;
 
-	if (catch_signals(err) < 0) {
-		log_error("%s", err);
-		return 1;
-	}
-	json_object_seed(0);
-	metrics_init();
-
-	api.cfg = cfg;
-	api.state = API_STARTING;
-	rc = api_load_token(&api, err);
+	if (metrics_new(&d->metrics) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	rc = models_new(&d->models, cfg->models_dir, (int64_t)cfg->max_elements, err);
 	if (rc == 0)
-		rc = models_new(&models, cfg->models_dir, (int64_t)cfg->max_elements, err);
+		rc = pool_new(&d->pool, threads, cfg->max_queue, err);
+	if (rc == 0)
+		rc = api_new(&d->api, cfg, d->pool, d->models, d->metrics, err);
 	if (rc < 0)
-		goto fail;
-	api.models = models;
-	models_set_progress(models, on_model_load, NULL);
-	if (cfg->models_dir[0] != '\0')
-		reload(models, "models");
-	rc = pool_new(&pool, threads, cfg->max_queue, err);
-	if (rc < 0)
-		goto fail;
-	api.runner = pool_runner(pool);
-	api.pool = pool;
-	fd = notify_listen_fd(err);
-	if (fd == -2) {
-		rc = -EINVAL;
-		goto fail;
+		return rc;
+	models_set_progress(d->models, on_model_load, NULL);
+	if (cfg->models_dir[0] != '\0') {
+		notify_status("loading models");
+		api_reload(d->api, "models", &loaded, &failed);
 	}
+	return 0;
+}
+
+/* The HTTP listener (systemd's socket or our own) and the metrics one. */
+static int start_http(struct daemon *d, const struct config *cfg, char *bound, size_t len,
+                      int *port, char *err)
+{
+	char mbound[160];
+	int fd, mfd, mport, rc;
+
+	rc = notify_listen_fd(&fd, err);
+	if (rc < 0)
+		return rc;
 	if (fd >= 0)
-		describe_fd(fd, bound, sizeof(bound), &port);
-	else if ((rc = sock_listen(cfg->listen, &fd, bound, sizeof(bound), &port, err)) < 0)
-		goto fail;
-	rc = http_start(&http, &api, pool, cfg, fd, 0, err);
+		describe_fd(fd, bound, len, port);
+	else if ((rc = sock_listen(cfg->listen, &fd, bound, len, port, err)) < 0)
+		return rc;
+	rc = http_start(&d->http, d->api, d->pool, cfg, fd, 0, err);
 	if (rc < 0) {
 		close(fd);
-		goto fail;
+		return rc;
 	}
-	if (cfg->metrics_listen[0] != '\0') {
-		rc = sock_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
-		if (rc == 0 && (rc = http_start(&mhttp, &api, pool, cfg, mfd, 1, err)) < 0)
-			close(mfd);
-		if (rc < 0)
-			goto fail;
-		log_info("metrics on %s", mbound);
+	if (cfg->metrics_listen[0] == '\0')
+		return 0;
+	rc = sock_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
+	if (rc < 0)
+		return rc;
+	rc = http_start(&d->mhttp, d->api, d->pool, cfg, mfd, 1, err);
+	if (rc < 0) {
+		close(mfd);
+		return rc;
 	}
-	__atomic_store_n(&api.state, API_READY, __ATOMIC_RELEASE);
-	log_info("listening on %s (%d workers, max_queue %u)", bound, threads, cfg->max_queue);
-	if (cfg->port_file[0] != '\0' && (rc = write_port_file(cfg->port_file, port, err)) < 0)
-		goto fail;
-	snprintf(status, sizeof(status), "serving %zu model(s) on %s with %d workers",
-	         models_count(models), bound, threads);
-	notify_ready(status);
-	while ((sig = wait_signal(pool, notify_watchdog_usec())) == SIGHUP)
-		reload(models, "SIGHUP");
+	log_info("metrics on %s", mbound);
+	return 0;
+}
+
+/* SIGTERM/SIGINT: readiness 503, drain within drain_timeout. */
+static void drain(struct daemon *d, const struct config *cfg, int sig)
+{
+	size_t left;
+
 	log_info("%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	         cfg->drain_timeout);
 	notify_stopping("draining requests in flight");
-	__atomic_store_n(&api.state, API_DRAINING, __ATOMIC_RELEASE);
-	left = http_drain(http, cfg->drain_timeout);
+	api_set_state(d->api, API_DRAINING);
+	left = http_drain(d->http, cfg->drain_timeout);
 	if (left > 0)
 		log_warn("drain timeout: %zu request(s) answered 503", left);
-	if (mhttp != NULL) {
-		http_drain(mhttp, 1);
-		http_stop(mhttp);
+	if (d->mhttp != NULL)
+		http_drain(d->mhttp, 1);
+}
+
+static int serve(const struct config *cfg)
+{
+	struct daemon d = { 0 };
+	struct watchdog wd = { 0 };
+	char err[ERR_LEN], bound[160], status[256];
+	size_t loaded, failed;
+	int port = 0, sig;
+
+	if (catch_signals(err) < 0 || start_core(&d, cfg, err) < 0 ||
+	    start_http(&d, cfg, bound, sizeof(bound), &port, err) < 0)
+		goto fail;
+	api_set_state(d.api, API_READY);
+	log_info("listening on %s (%d workers, max_queue %u)", bound, pool_workers(d.pool),
+	         cfg->max_queue);
+	if (cfg->port_file[0] != '\0' && write_port_file(cfg->port_file, port, err) < 0)
+		goto fail;
+	snprintf(status, sizeof(status), "serving %zu model(s) on %s with %d workers",
+	         models_count(d.models), bound, pool_workers(d.pool));
+	notify_ready(status);
+	while ((sig = wait_signal(d.pool, &wd, notify_watchdog_usec())) == SIGHUP) {
+		notify_status("reloading models");
+		api_reload(d.api, "SIGHUP", &loaded, &failed);
 	}
-	http_stop(http);
-	/* A computation that outlived the deadline (its client already has a
-	 * 503) is allowed to finish: workers are joined, nothing is torn down
-	 * under them. */
-	if (pool_counts(pool).running > 0)
-		log_warn("waiting for a computation that outlived drain_timeout");
-	pool_free(pool);
-	models_free(models);
-	free(api.admin_token);
+	drain(&d, cfg, sig);
+	daemon_stop(&d);
 	log_info("stopped");
 	return 0;
 fail:
 	log_error("%s", err);
-	http_stop(mhttp);
-	http_stop(http);
-	pool_free(pool);
-	models_free(models);
-	free(api.admin_token);
+	daemon_stop(&d);
 	return 1;
 }
 

@@ -11,7 +11,7 @@
 
 #include "bench.h"
 #include "error.h"
-#include "graph.h"
+#include "graphjson.h"
 #include "pool.h"
 
 struct bcase {
@@ -271,7 +271,7 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 		if (o->only != NULL && strcmp(o->only, c->name) != 0)
 			continue;
 		layers = json_loads(c->layers, 0, &jerr);
-		rc = graph_parse_layers(&g, layers, make_tensor, NULL, err);
+		rc = graphjson_layers(&g, layers, make_tensor, NULL, err);
 		json_decref(layers);
 		if (rc == 0)
 			rc = tensor_new_uninit(&x, 4, c->value, err);

@@ -204,26 +204,61 @@ static int parse_shape(json_t *s, int64_t max_elements, int *rank, int64_t *dim,
 	return tensor_shape_count(*rank, dim, max_elements, count, err);
 }
 
+static int in_list(const char *key, const char *const *list)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(key, *list) == 0)
+			return 1;
+	return 0;
+}
+
+static void put_list(char *p, size_t len, const char *const *list)
+{
+	size_t n;
+
+	for (; list != NULL && *list != NULL && len > 1; list++) {
+		n = (size_t)snprintf(p, len, "\"%s\", ", *list);
+		if (n >= len)
+			return;
+		p += n;
+		len -= n;
+	}
+}
+
+int codec_check_keys(json_t *obj, const char *const *allowed, const char *const *extra, char *err)
+{
+	char expected[160] = "";
+	const char *key;
+	json_t *v;
+	size_t n;
+
+	json_object_foreach (obj, key, v) {
+		if (in_list(key, allowed) || in_list(key, extra))
+			continue;
+		put_list(expected, sizeof(expected), allowed);
+		n = strlen(expected);
+		put_list(expected + n, sizeof(expected) - n, extra);
+		n = strlen(expected);
+		if (n >= 2)
+			expected[n - 2] = '\0'; /* the last ", " */
+		return err_set(err, -EINVAL, "unknown key \"%.64s\" (expected %s)", key, expected);
+	}
+	return 0;
+}
+
 static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, char *err)
 {
+	static const char *const keys[] = { "shape", "data", "b64", NULL };
 	json_t *shape = json_object_get(v, "shape"), *data = json_object_get(v, "data");
 	json_t *b64 = json_object_get(v, "b64");
 	struct tensor *t = NULL;
 	int64_t dim[TENSOR_MAX_RANK];
-	const char *key;
-	json_t *val;
 	size_t count;
 	int rank = 0, rc, i;
 
-	json_object_foreach(v, key, val)
-	{
-		if (strcmp(key, "shape") != 0 && strcmp(key, "data") != 0 &&
-		    strcmp(key, "b64") != 0)
-			return err_set(err, -EINVAL,
-			               "unknown key \"%.64s\" (expected \"shape\" with \"data\" or "
-			               "\"b64\")",
-			               key);
-	}
+	rc = codec_check_keys(v, keys, NULL, err);
+	if (rc < 0)
+		return rc;
 	if (shape == NULL)
 		return err_set(err, -EINVAL, "missing \"shape\"");
 	if ((data == NULL) == (b64 == NULL))

@@ -41,6 +41,11 @@ int codec_doc_take_tensor(struct codec_doc *doc, json_t *v, const char *field, s
 /* Free the document and any tensors not taken. */
 void codec_doc_free(struct codec_doc *doc);
 
+/* 0 when every key of obj is in allowed or extra (NULL-terminated lists;
+ * extra may be NULL), else -EINVAL with the message
+ * unknown key "K" (expected "a", "b", ...). */
+int codec_check_keys(json_t *obj, const char *const *allowed, const char *const *extra, char *err);
+
 /* Parse "flat", "nested" or "b64". */
 int codec_parse_encoding(const char *s, enum codec_enc *out, char *err);
 

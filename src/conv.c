@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conv.c - atrous_conv2d as region-wise im2col + cblas_sgemm.
  *
  * For stride 1, output position o along one axis reads input o - pad + t*rate
@@ -7,7 +8,7 @@
  * Taps that read only zero padding are skipped: the result is the same, the
  * work is smaller, and a rate at least as large as the map degenerates into a
  * 1x1 convolution with the centre tap.  (TensorFlow's shape rules and the
- * argument checks are in layer.c.)
+ * argument checks are in shape.c.)
  */
 #include "autoconfig.h"
 
@@ -200,11 +201,11 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
                   const struct conv_out_layout *layout, char *err)
 {
 	struct conv_plan *p;
-	int64_t odim[4];
+	struct conv_geom g;
 	int rc;
 
 	*out = NULL;
-	rc = conv_output_shape(vdim, filters, bias, s, odim, err);
+	rc = conv_geometry(vdim, filters, bias, s, &g, err);
 	if (rc < 0)
 		return rc;
 	p = calloc(1, sizeof(*p));
@@ -217,12 +218,12 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 	p->kh = filters->dim[0];
 	p->kw = filters->dim[1];
 	p->o = filters->dim[3];
-	p->oh = odim[1];
-	p->ow = odim[2];
+	p->oh = g.odim[1];
+	p->ow = g.odim[2];
 	p->rh = s->rate_h;
 	p->rw = s->rate_w;
-	p->pt = s->padding == CONV_SAME ? (p->kh - 1) * p->rh / 2 : 0;
-	p->pl = s->padding == CONV_SAME ? (p->kw - 1) * p->rw / 2 : 0;
+	p->pt = g.pad_top;
+	p->pl = g.pad_left;
 	p->act = s->act;
 	p->filters = filters->data;
 	p->bias = bias ? bias->data : NULL;
@@ -399,42 +400,110 @@ static void im2col(const struct conv_plan *p, const struct task *t, const struct
 typedef float vf4 __attribute__((vector_size(16)));
 typedef int vi4 __attribute__((vector_size(16)));
 
-/* dst[o] = act(src[o] + bias[o]) for one pixel; src may equal dst.  Four
- * lanes at a time; ReLU keeps NaN (NaN < 0 is false) so that an overflowed
- * result is still reported. */
-static void finish_pixel(const struct conv_plan *p, float *dst, const float *src)
+/* dst[o] = act(src[o] + bias[o]) for o < n (bias may be NULL); src may equal
+ * dst.  Four lanes at a time; ReLU keeps NaN (NaN < 0 is false) so that an
+ * overflowed result is still reported. */
+static void bias_act(float *dst, const float *src, const float *bias, int64_t n, enum conv_act act)
 {
 	const vf4 zero = { 0 };
-	int relu = p->act == CONV_ACT_RELU;
+	int relu = act == CONV_ACT_RELU;
 	int64_t o = 0;
 
-	for (; o + 4 <= p->o; o += 4) {
+	for (; o + 4 <= n; o += 4) {
 		vf4 v, b;
 
 		memcpy(&v, src + o, sizeof(v));
-		if (p->bias != NULL) {
-			memcpy(&b, p->bias + o, sizeof(b));
+		if (bias != NULL) {
+			memcpy(&b, bias + o, sizeof(b));
 			v += b;
 		}
 		if (relu)
 			v = (vf4)((vi4)v & ~(vi4)(v < zero));
 		memcpy(dst + o, &v, sizeof(v));
 	}
-	for (; o < p->o; o++) {
-		float v = src[o] + (p->bias ? p->bias[o] : 0.0f);
+	for (; o < n; o++) {
+		float v = src[o] + (bias ? bias[o] : 0.0f);
 
 		dst[o] = relu && v < 0.0f ? 0.0f : v;
 	}
 }
 
-/* One sgemm over a run of consecutive taps j0..j1 of filter row r; beta 0
- * for the first run of a task unless adding into the output. */
-static void gemm_run(const struct conv_plan *p, int64_t m, const float *a, int64_t lda, int64_t col,
-                     int64_t r, int64_t j0, int64_t j1, float beta, float *c, int64_t ldc)
+/* One output pixel of the plan: its bias and activation. */
+static void finish_pixel(const struct conv_plan *p, float *dst, const float *src)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o,
-	            (int)((j1 - j0 + 1) * p->c), 1.0f, a + col, (int)lda,
-	            p->filters + (r * p->kw + j0) * p->c * p->o, (int)p->o, beta, c, (int)ldc);
+	bias_act(dst, src, p->bias, p->o, p->act);
+}
+
+/* The output pixel at position i (row-major) of a task's region. */
+static float *out_pixel(const struct conv_plan *p, const struct task *t, const struct seg *sr,
+                        const struct seg *sc, float *out, int64_t i)
+{
+	int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
+
+	return out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
+}
+
+/* The GEMMs of one task: m pixels of A (leading dimension lda) times the
+ * weights of some taps, into C. */
+struct gemm_step {
+	int64_t m, lda, ldc;
+	const float *a;
+	float *c;
+	float beta; /* 0 for the first GEMM into scratch, else 1 */
+};
+
+/* ntaps consecutive taps (row-major over the kernel) from tap first, read
+ * from column col of A. */
+static void gemm_taps(const struct conv_plan *p, struct gemm_step *g, int64_t col, int64_t first,
+                      int64_t ntaps)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)p->o,
+	            (int)(ntaps * p->c), 1.0f, g->a + col, (int)g->lda,
+	            p->filters + first * p->c * p->o, (int)p->o, g->beta, g->c, (int)g->ldc);
+	g->beta = 1.0f;
+}
+
+/* The GEMMs of a region: one over whole filter rows when the taps' weights
+ * are contiguous, else one per filter row (two around a skipped centre). */
+static void region_gemms(const struct conv_plan *p, const struct seg *sr, const struct seg *sc,
+                         struct gemm_step *g)
+{
+	int64_t r, col = 0, nj = taps(sc);
+
+	if (nj == p->kw && !has_center(p, sr, sc)) {
+		gemm_taps(p, g, 0, sr->tlo * p->kw, taps(sr) * p->kw);
+		return;
+	}
+	for (r = sr->tlo; r <= sr->thi; r++) {
+		if (r == p->ci && sc->tlo <= p->cj && p->cj <= sc->thi) {
+			/* The centre is left out: the taps either side of it. */
+			if (p->cj > sc->tlo)
+				gemm_taps(p, g, col, r * p->kw + sc->tlo, p->cj - sc->tlo);
+			col += (p->cj - sc->tlo) * p->c;
+			if (p->cj < sc->thi)
+				gemm_taps(p, g, col, r * p->kw + p->cj + 1, sc->thi - p->cj);
+			col += (sc->thi - p->cj) * p->c;
+			continue;
+		}
+		gemm_taps(p, g, col, r * p->kw + sc->tlo, nj);
+		col += nj * p->c;
+	}
+}
+
+/* A region where no tap reads input: the output is act(bias). */
+static void task_no_taps(const struct conv_plan *p, const struct task *t, const struct seg *sr,
+                         const struct seg *sc, float *out)
+{
+	int64_t i;
+
+	if (p->accumulate)
+		return;
+	for (i = t->p0; i < t->p1; i++) {
+		float *dst = out_pixel(p, t, sr, sc, out, i);
+
+		memset(dst, 0, (size_t)p->o * sizeof(float));
+		finish_pixel(p, dst, dst);
+	}
 }
 
 void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
@@ -442,95 +511,46 @@ void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, f
 {
 	const struct task *t = &p->tasks[ti];
 	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
-	int64_t ni = taps(sr), nj = taps(sc), k = region_k(p, sr, sc), m = t->p1 - t->p0;
+	int64_t k = region_k(p, sr, sc), m = t->p1 - t->p0, q, o;
 	int64_t y0 = sr->start + t->p0 / sc->len, x0 = sc->start + t->p0 % sc->len;
-	int direct_out = full_width(p, sc), first_gemm = 1;
-	const float *a = scratch;
-	float *c, *first = out + ((t->n * p->oh + y0) * p->ow + x0) * p->out_stride + p->out_off;
-	int64_t i, q, r, lda = k, ldc, col = 0;
+	int direct_out = full_width(p, sc);
+	struct gemm_step g = { .m = m, .lda = k, .a = scratch };
 
 	if (k == 0) {
-		if (p->accumulate)
-			return;
-		for (i = t->p0; i < t->p1; i++) {
-			int64_t y = sr->start + i / sc->len, x = sc->start + i % sc->len;
-			float *dst =
-			        out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
-
-			/* No tap reads input: the output is act(bias). */
-			memset(dst, 0, (size_t)p->o * sizeof(float));
-			finish_pixel(p, dst, dst);
-		}
+		task_no_taps(p, t, sr, sc, out);
 		return;
 	}
-	if (ni == 1 && nj == 1 && direct_out && p->w == p->ow) {
-		/* One tap over whole rows of a same-width map: the input rows are
-		 * the GEMM's A as they are, no copy. */
-		a = in + ((t->n * p->h + y0 - p->pt + sr->tlo * p->rh) * p->w + x0) * p->c;
-		lda = p->c;
+	/* A: the input rows themselves for one tap over whole rows of a
+	 * same-width map, else the im2col of the region's taps. */
+	if (taps(sr) == 1 && taps(sc) == 1 && direct_out && p->w == p->ow) {
+		g.a = in + ((t->n * p->h + y0 - p->pt + sr->tlo * p->rh) * p->w + x0) * p->c;
+		g.lda = p->c;
 	} else {
 		im2col(p, t, sr, sc, in, scratch, k);
 	}
-	c = direct_out ? first : (float *)scratch + m * k;
-	ldc = direct_out ? p->out_stride : p->o;
-#define BETA (p->accumulate && direct_out ? 1.0f : first_gemm ? 0.0f : 1.0f)
-	if (nj == p->kw && !has_center(p, sr, sc)) {
-		/* Whole filter rows: the taps' weights are one contiguous block. */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p->o, (int)k,
-		            1.0f, a, (int)lda, p->filters + sr->tlo * p->kw * p->c * p->o,
-		            (int)p->o, BETA, c, (int)ldc);
-	} else {
-		for (r = sr->tlo; r <= sr->thi; r++) {
-			if (r == p->ci && sc->tlo <= p->cj && p->cj <= sc->thi) {
-				/* The centre is left out: the taps either side of it. */
-				if (p->cj > sc->tlo) {
-					gemm_run(p, m, a, lda, col, r, sc->tlo, p->cj - 1, BETA, c,
-					         ldc);
-					col += (p->cj - sc->tlo) * p->c;
-					first_gemm = 0;
-				}
-				if (p->cj < sc->thi) {
-					gemm_run(p, m, a, lda, col, r, p->cj + 1, sc->thi, BETA, c,
-					         ldc);
-					col += (sc->thi - p->cj) * p->c;
-					first_gemm = 0;
-				}
-				continue;
-			}
-			gemm_run(p, m, a, lda, col, r, sc->tlo, sc->thi, BETA, c, ldc);
-			col += nj * p->c;
-			first_gemm = 0;
-		}
-	}
-#undef BETA
+	/* C: the output itself when its rows are whole, else scratch. */
+	g.c = direct_out ? out_pixel(p, t, sr, sc, out, t->p0) : (float *)scratch + m * k;
+	g.ldc = direct_out ? p->out_stride : p->o;
+	g.beta = p->accumulate && direct_out ? 1.0f : 0.0f;
+	region_gemms(p, sr, sc, &g);
 	if (p->accumulate && direct_out)
 		return;
 	for (q = 0; q < m; q++) {
-		int64_t y = sr->start + (t->p0 + q) / sc->len,
-		        x = sc->start + (t->p0 + q) % sc->len;
-		float *dst = out + ((t->n * p->oh + y) * p->ow + x) * p->out_stride + p->out_off;
+		float *dst = out_pixel(p, t, sr, sc, out, t->p0 + q);
+		const float *src = direct_out ? dst : g.c + q * p->o;
 
-		if (p->accumulate) {
-			const float *src = c + q * p->o;
-			int64_t o;
-
-			for (o = 0; o < p->o; o++)
-				dst[o] += src[o];
-		} else {
-			finish_pixel(p, dst, direct_out ? dst : c + q * p->o);
+		if (!p->accumulate) {
+			finish_pixel(p, dst, src);
+			continue;
 		}
+		for (o = 0; o < p->o; o++)
+			dst[o] += src[o];
 	}
 }
 
 void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 {
-	struct conv_plan p;
-
-	memset(&p, 0, sizeof(p));
-	p.o = n;
-	p.bias = bias;
-	p.act = act;
-	finish_pixel(&p, dst, dst);
+	bias_act(dst, dst, bias, n, act);
 }
 
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,

@@ -18,21 +18,11 @@
 #include <stdint.h>
 
 #include "par.h"
+#include "shape.h"
 #include "tensor.h"
 
 /* Scratch budget of one task (im2col tile plus GEMM result tile). */
 #define CONV_SCRATCH_BYTES ((size_t)8 << 20)
-/* Largest rate accepted (TensorFlow's rate is an int32). */
-#define CONV_MAX_RATE INT32_MAX
-
-enum conv_padding { CONV_SAME, CONV_VALID };
-enum conv_act { CONV_ACT_NONE, CONV_ACT_RELU };
-
-struct conv_spec {
-	int64_t rate_h, rate_w;
-	enum conv_padding padding;
-	enum conv_act act;
-};
 
 /* Where the plan writes its output: channel offset and pixel stride (in floats)
  * inside a wider NHWC tensor, so that concatenation costs nothing. */
@@ -49,31 +39,8 @@ struct conv_out_layout {
 
 struct conv_plan;
 
-/* A convolution layer: its weights (owned) and settings. */
-struct conv_layer {
-	struct tensor *filters, *bias;
-	struct conv_spec spec;
-};
-
 /* Plans below this many nominal FLOPs run on one worker (no fan-out). */
 #define CONV_PARALLEL_MIN_FLOPS 2e7
-
-/* Parse "SAME" or "VALID" (case-sensitive, as TensorFlow). */
-int conv_parse_padding(const char *s, enum conv_padding *out, char *err);
-
-/* Parse "none" or "relu". */
-int conv_parse_activation(const char *s, enum conv_act *out, char *err);
-
-/* Check a layer on its own: filters rank 4 without a zero dimension, rate in
- * 1..CONV_MAX_RATE, known padding, bias of the filters' out_channels. */
-int conv_check_layer(const struct tensor *filters, const struct tensor *bias,
-                     const struct conv_spec *spec, char *err);
-
-/* Validate shapes (conv_check_layer, then against the value) and compute the
- * output shape [N, OH, OW, O]. */
-int conv_output_shape(const int64_t vdim[4], const struct tensor *filters,
-                      const struct tensor *bias, const struct conv_spec *spec, int64_t odim[4],
-                      char *err);
 
 /* Plan a convolution of a value of shape vdim; filters and bias are borrowed and
  * must outlive the plan.  layout NULL means a dense output of the plan's shape. */
@@ -105,18 +72,5 @@ int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
 /* dst[i] = act(dst[i] + bias[i]) for i < n (bias may be NULL), vectorised;
  * ReLU keeps NaN so that an overflowed result is still reported. */
 void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act);
-
-/* Run a layer on in into a new tensor; adds its useful and nominal FLOPs. */
-int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
-                   const struct par_runner *runner, struct tensor **out, double *useful,
-                   double *nominal, char *err);
-
-/* Free a layer's weights. */
-void conv_layer_clear(struct conv_layer *c);
-
-/* Plan, allocate the output and run in one call; *out is owned by the caller. */
-int conv_atrous2d(const struct tensor *value, const struct tensor *filters,
-                  const struct tensor *bias, const struct conv_spec *spec,
-                  const struct par_runner *runner, struct tensor **out, char *err);
 
 #endif

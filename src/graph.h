@@ -1,8 +1,10 @@
 /* graph.h - the layers atrousd runs: atrous convolution, ASPP, sequences.
  *
  *	struct graph *g;
- *	graph_parse_layers(&g, layers_json, getter, ctx, err);  // validates, owns weights
- *	graph_output_shape(g, vdim, odim, max_out, err);          // 400 / 413 before work
+ *	graph_new(&g, 2, err);                    // two empty layers, owned
+ *	graph_layer(g, 0)->type = GRAPH_CONV;     // fill each (graphjson.h does
+ *	graph_layer(g, 0)->conv = layer;          // it from JSON)
+ *	graph_output_shape(g, vdim, max_out, odim, err);   // 400 / 413 before work
  *	graph_run(g, value, runner, &out, &stats, err);
  *	graph_free(g);
  *
@@ -14,33 +16,35 @@
 #ifndef ATROUSD_GRAPH_H
 #define ATROUSD_GRAPH_H
 
-#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "conv.h"
+#include "aspp.h"
+#include "layer.h"
 #include "par.h"
 #include "tensor.h"
 
 struct graph;
 
-/* Resolves a tensor-valued JSON field (inline tensor, or {"npy": file} for
- * stored models) into a new tensor owned by the caller. */
-typedef int (*graph_tensor_fn)(void *ctx, json_t *v, const char *field, struct tensor **out,
-                               char *err);
+enum graph_layer_type { GRAPH_CONV, GRAPH_ASPP };
+
+/* One layer; the graph owns its weights. */
+struct graph_layer {
+	enum graph_layer_type type;
+	struct conv_layer conv; /* GRAPH_CONV */
+	struct aspp aspp;       /* GRAPH_ASPP */
+};
 
 struct graph_stats {
 	double useful_flops, nominal_flops;
 };
 
-/* Build a graph from one layer object of a request body: its "type", or
- * default_type when absent ("atrous_conv2d" or "aspp"); the keys "value" and
- * "output_encoding" are tolerated beside the layer's own. */
-int graph_parse_layer(struct graph **out, json_t *layer, const char *default_type,
-                      graph_tensor_fn getter, void *ctx, char *err);
+/* A graph of n zeroed layers (freeing it before they are filled is safe). */
+int graph_new(struct graph **out, size_t n, char *err);
 
-/* Build a sequential graph from a non-empty array of layer objects. */
-int graph_parse_layers(struct graph **out, json_t *layers, graph_tensor_fn getter, void *ctx,
-                       char *err);
+/* Number of layers, and layer i (i < graph_size). */
+size_t graph_size(const struct graph *g);
+struct graph_layer *graph_layer(struct graph *g, size_t i);
 
 /* Input channels the graph expects. */
 int64_t graph_in_channels(const struct graph *g);

@@ -114,7 +114,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 
 static int draining(const struct http *h)
 {
-	return __atomic_load_n(&h->api->state, __ATOMIC_ACQUIRE) == API_DRAINING;
+	return api_draining(h->api);
 }
 
 /* Call add(ctx, name, value) for each header a reply carries. */
@@ -146,7 +146,8 @@ static void record_reply(struct request *rq)
 
 	rq->status = r->status;
 	rq->bytes_out = r->len;
-	metrics_request(rq->route.ep, r->status, api_now_ns() - rq->t.start, rq->body.len, r->len);
+	metrics_request(api_metrics(rq->h->api), rq->route.ep, r->status,
+	                api_now_ns() - rq->t.start, rq->body.len, r->len);
 	if (r->request_id[0])
 		snprintf(rq->request_id, sizeof(rq->request_id), "%s", r->request_id);
 }
@@ -321,13 +322,11 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 		return send_reply(rq);
 	}
 	if (rq->route.ep == EP_INFER) {
-		struct model *m = models_get(h->api->models, rq->route.model);
 		const char *ihl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 		                                              "Inference-Header-Content-Length");
 
-		if (m == NULL)
+		if (!api_has_model(h->api, rq->route.model))
 			return fail(rq, 404, "unknown model \"%s\"", rq->route.model);
-		model_unref(m);
 		rq->header_len = -1;
 		if (ihl != NULL) {
 			unsigned long long v;
@@ -400,7 +399,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		/* Replies are counted when queued; this is a request closed
 		 * without one (a body over the limit, a client gone). */
 		if (rq->status == 0)
-			metrics_request(rq->route.ep, 0, total, rq->body.len, 0);
+			metrics_request(api_metrics(rq->h->api), rq->route.ep, 0, total,
+			                rq->body.len, 0);
 		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
 		         rq->status, rq->body.len, rq->bytes_out,
 		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
@@ -426,7 +426,7 @@ static void job_run(void *arg)
 		api_run(h->api, &ar, &r);
 	}
 	/* Leave the in-flight gauge before the client can see the reply. */
-	metrics_inflight(-1);
+	metrics_inflight(api_metrics(rq->h->api), -1);
 	/* The syscall stays outside the lock; on a socket already closed by an
 	 * abandonment it peeks at nothing that matters, as the lock decides. */
 	shut = rq->fd >= 0 && sock_peer_shut(rq->fd);
@@ -467,7 +467,7 @@ static enum MHD_Result submit(struct request *rq)
 	}
 	rq->phase = P_RUNNING;
 	rq->t.enqueue = api_now_ns();
-	metrics_inflight(1);
+	metrics_inflight(api_metrics(rq->h->api), 1);
 	rq->refs++;
 	rq->next = h->jobs;
 	if (h->jobs)
@@ -479,7 +479,7 @@ static enum MHD_Result submit(struct request *rq)
 	rc = pool_submit(h->pool, job_run, rq);
 	if (rc == 0)
 		return MHD_YES;
-	metrics_inflight(-1);
+	metrics_inflight(api_metrics(rq->h->api), -1);
 	pthread_mutex_lock(&h->lock);
 	rq->refs--;
 	if (!rq->abandoned) { /* else http_drain() replied and resumed already */

@@ -12,18 +12,11 @@
 
 static int check_keys(json_t *obj, const char *const *keys, const char *what, char *err)
 {
-	const char *key, *const *k;
-	json_t *v;
+	int rc = codec_check_keys(obj, keys, NULL, err);
 
-	json_object_foreach(obj, key, v)
-	{
-		for (k = keys; *k; k++)
-			if (strcmp(key, *k) == 0)
-				break;
-		if (*k == NULL)
-			return err_set(err, -EINVAL, "%s: unknown key \"%.64s\"", what, key);
-	}
-	return 0;
+	if (rc < 0)
+		err_prefix(err, "%s", what);
+	return rc;
 }
 
 static int get_bool(json_t *params, const char *key, int *out, char *err)
@@ -253,8 +246,6 @@ int kserve_decode(const struct model *m, const char *body, size_t len, long long
 		             len - jlen, cursor);
 done:
 	codec_doc_free(doc);
-	if (rc < 0 && req->has_id)
-		err_prefix(err, "[request id: %.64s]", req->id);
 	if (rc < 0)
 		kserve_request_clear(req);
 	return rc;

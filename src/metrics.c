@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ struct histo {
 /* Status codes given their own series; anything else is "other". */
 static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
 #define NCODES     (sizeof(codes) / sizeof(codes[0]) + 1)
-#define NENDPOINTS (EP_METRICS + 1)
+#define NENDPOINTS EP_COUNT
 
 /* Per-model compute histograms; names are appended, never removed. */
 #define MAX_MODELS 256
@@ -37,7 +38,7 @@ struct model_series {
 	struct histo compute;
 };
 
-static struct {
+struct metrics {
 	uint64_t requests[NENDPOINTS][NCODES];
 	struct histo duration[NENDPOINTS];
 	struct histo queue, decode, encode;
@@ -47,14 +48,30 @@ static struct {
 	int64_t inflight;
 	uint64_t reloads_ok, reloads_failed;
 	double start_time;
-} m;
+	pthread_mutex_t add; /* serialises adding a model's series */
+};
 
-void metrics_init(void)
+int metrics_new(struct metrics **out)
 {
+	struct metrics *mt = calloc(1, sizeof(*mt));
 	struct timeval tv;
 
+	*out = NULL;
+	if (mt == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&mt->add, NULL);
 	gettimeofday(&tv, NULL);
-	m.start_time = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	mt->start_time = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	*out = mt;
+	return 0;
+}
+
+void metrics_free(struct metrics *mt)
+{
+	if (mt == NULL)
+		return;
+	pthread_mutex_destroy(&mt->add);
+	free(mt);
 }
 
 static void observe(struct histo *h, uint64_t ns)
@@ -79,59 +96,58 @@ static size_t code_index(int status)
 	return NCODES - 1;
 }
 
-void metrics_request(enum endpoint ep, int status, uint64_t total_ns, size_t bytes_in,
-                     size_t bytes_out)
+void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t total_ns,
+                     size_t bytes_in, size_t bytes_out)
 {
 	if ((unsigned)ep >= NENDPOINTS)
 		ep = EP_NONE;
-	__atomic_add_fetch(&m.requests[ep][code_index(status)], 1, __ATOMIC_RELAXED);
-	observe(&m.duration[ep], total_ns);
-	__atomic_add_fetch(&m.bytes_in, bytes_in, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&m.bytes_out, bytes_out, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->requests[ep][code_index(status)], 1, __ATOMIC_RELAXED);
+	observe(&mt->duration[ep], total_ns);
+	__atomic_add_fetch(&mt->bytes_in, bytes_in, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->bytes_out, bytes_out, __ATOMIC_RELAXED);
 }
 
-static struct model_series *series(const char *model)
+static struct model_series *series(struct metrics *mt, const char *model)
 {
-	static pthread_mutex_t add = PTHREAD_MUTEX_INITIALIZER;
-	int i, n = __atomic_load_n(&m.nmodels, __ATOMIC_ACQUIRE);
+	int i, n = __atomic_load_n(&mt->nmodels, __ATOMIC_ACQUIRE);
 
 	for (i = 0; i < n; i++)
-		if (strcmp(m.models[i].name, model) == 0)
-			return &m.models[i];
-	pthread_mutex_lock(&add); /* only when a model is seen the first time */
-	n = m.nmodels;
+		if (strcmp(mt->models[i].name, model) == 0)
+			return &mt->models[i];
+	pthread_mutex_lock(&mt->add); /* only when a model is seen the first time */
+	n = mt->nmodels;
 	for (i = 0; i < n; i++)
-		if (strcmp(m.models[i].name, model) == 0)
+		if (strcmp(mt->models[i].name, model) == 0)
 			break;
 	if (i == n && n < MAX_MODELS) {
-		snprintf(m.models[n].name, sizeof(m.models[n].name), "%s", model);
-		__atomic_store_n(&m.nmodels, n + 1, __ATOMIC_RELEASE);
+		snprintf(mt->models[n].name, sizeof(mt->models[n].name), "%s", model);
+		__atomic_store_n(&mt->nmodels, n + 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&add);
-	return i < MAX_MODELS ? &m.models[i] : NULL;
+	pthread_mutex_unlock(&mt->add);
+	return i < MAX_MODELS ? &mt->models[i] : NULL;
 }
 
-void metrics_compute(const char *model, uint64_t queue_ns, uint64_t decode_ns, uint64_t compute_ns,
-                     uint64_t encode_ns, double flops)
+void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, uint64_t decode_ns,
+                     uint64_t compute_ns, uint64_t encode_ns, double flops)
 {
-	struct model_series *s = series(model);
+	struct model_series *s = series(mt, model);
 
-	observe(&m.queue, queue_ns);
-	observe(&m.decode, decode_ns);
-	observe(&m.encode, encode_ns);
+	observe(&mt->queue, queue_ns);
+	observe(&mt->decode, decode_ns);
+	observe(&mt->encode, encode_ns);
 	if (s != NULL)
 		observe(&s->compute, compute_ns);
-	__atomic_add_fetch(&m.flops, (uint64_t)flops, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->flops, (uint64_t)flops, __ATOMIC_RELAXED);
 }
 
-void metrics_inflight(int delta)
+void metrics_inflight(struct metrics *mt, int delta)
 {
-	__atomic_add_fetch(&m.inflight, delta, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->inflight, delta, __ATOMIC_RELAXED);
 }
 
-void metrics_reload(int ok)
+void metrics_reload(struct metrics *mt, int ok)
 {
-	__atomic_add_fetch(ok ? &m.reloads_ok : &m.reloads_failed, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(ok ? &mt->reloads_ok : &mt->reloads_failed, 1, __ATOMIC_RELAXED);
 }
 
 /* A label value with \, " and newline escaped. */
@@ -191,7 +207,7 @@ static void put_histo(struct buf *b, const char *name, const char *labels, const
 	           (unsigned long long)cum);
 }
 
-static void process_metrics(struct buf *b)
+static void process_metrics(const struct metrics *mt, struct buf *b)
 {
 	struct rusage ru;
 	long rss_pages = 0, vsize = 0, page = sysconf(_SC_PAGESIZE);
@@ -233,10 +249,10 @@ static void process_metrics(struct buf *b)
 	}
 	header(b, "process_start_time_seconds", "gauge",
 	       "Start time of the process since unix epoch in seconds.");
-	buf_printf(b, "process_start_time_seconds %.3f\n", m.start_time);
+	buf_printf(b, "process_start_time_seconds %.3f\n", mt->start_time);
 }
 
-void metrics_render(struct buf *b, const struct metrics_gauges *g)
+void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g)
 {
 	long long inflight;
 	char labels[128];
@@ -249,7 +265,7 @@ void metrics_render(struct buf *b, const struct metrics_gauges *g)
 	       "HTTP requests answered, by endpoint and status code.");
 	for (e = 0; e < NENDPOINTS; e++)
 		for (c = 0; c < NCODES; c++) {
-			uint64_t v = __atomic_load_n(&m.requests[e][c], __ATOMIC_RELAXED);
+			uint64_t v = __atomic_load_n(&mt->requests[e][c], __ATOMIC_RELAXED);
 
 			if (v == 0)
 				continue;
@@ -257,47 +273,48 @@ void metrics_render(struct buf *b, const struct metrics_gauges *g)
 				buf_printf(b,
 				           "atrousd_requests_total{endpoint=\"%s\",code=\"%d\"} "
 				           "%llu\n",
-				           route_label((enum endpoint)e), codes[c],
+				           endpoint_label((enum endpoint)e), codes[c],
 				           (unsigned long long)v);
 			else
 				buf_printf(b,
 				           "atrousd_requests_total{endpoint=\"%s\",code=\"other\"} "
 				           "%llu\n",
-				           route_label((enum endpoint)e), (unsigned long long)v);
+				           endpoint_label((enum endpoint)e), (unsigned long long)v);
 		}
 	header(b, "atrousd_request_duration_seconds", "histogram",
 	       "Time from the request line to the reply, by endpoint.");
 	for (e = 0; e < NENDPOINTS; e++) {
-		if (__atomic_load_n(&m.duration[e].count, __ATOMIC_RELAXED) == 0)
+		if (__atomic_load_n(&mt->duration[e].count, __ATOMIC_RELAXED) == 0)
 			continue;
-		snprintf(labels, sizeof(labels), "endpoint=\"%s\"", route_label((enum endpoint)e));
-		put_histo(b, "atrousd_request_duration_seconds", labels, &m.duration[e]);
+		snprintf(labels, sizeof(labels), "endpoint=\"%s\"",
+		         endpoint_label((enum endpoint)e));
+		put_histo(b, "atrousd_request_duration_seconds", labels, &mt->duration[e]);
 	}
 	header(b, "atrousd_queue_duration_seconds", "histogram",
 	       "Time computations waited for a worker.");
-	put_histo(b, "atrousd_queue_duration_seconds", "", &m.queue);
+	put_histo(b, "atrousd_queue_duration_seconds", "", &mt->queue);
 	header(b, "atrousd_decode_duration_seconds", "histogram",
 	       "Time decoding request bodies into tensors.");
-	put_histo(b, "atrousd_decode_duration_seconds", "", &m.decode);
+	put_histo(b, "atrousd_decode_duration_seconds", "", &mt->decode);
 	header(b, "atrousd_encode_duration_seconds", "histogram",
 	       "Time encoding results into replies.");
-	put_histo(b, "atrousd_encode_duration_seconds", "", &m.encode);
+	put_histo(b, "atrousd_encode_duration_seconds", "", &mt->encode);
 	header(b, "atrousd_compute_duration_seconds", "histogram",
 	       "Time computing, by stored model (or native endpoint).");
-	n = __atomic_load_n(&m.nmodels, __ATOMIC_ACQUIRE);
+	n = __atomic_load_n(&mt->nmodels, __ATOMIC_ACQUIRE);
 	for (i = 0; i < n; i++) {
 		struct buf lb = { 0 };
 
 		buf_puts(&lb, "model=\"");
-		put_label(&lb, m.models[i].name);
+		put_label(&lb, mt->models[i].name);
 		buf_puts(&lb, "\"");
 		buf_add(&lb, "", 1);
 		if (buf_ok(&lb) == 0)
 			put_histo(b, "atrousd_compute_duration_seconds", lb.data,
-			          &m.models[i].compute);
+			          &mt->models[i].compute);
 		buf_free(&lb);
 	}
-	inflight = __atomic_load_n(&m.inflight, __ATOMIC_RELAXED);
+	inflight = __atomic_load_n(&mt->inflight, __ATOMIC_RELAXED);
 	scalar(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.",
 	       g->queue_depth);
 	scalar(b, "atrousd_inflight_requests", "gauge", "Requests received and not yet answered.",
@@ -305,18 +322,18 @@ void metrics_render(struct buf *b, const struct metrics_gauges *g)
 	scalar(b, "atrousd_workers", "gauge", "Compute worker threads.",
 	       (unsigned long long)g->workers);
 	scalar(b, "atrousd_flops_total", "counter",
-	       "Useful floating-point operations computed (multiply-adds x 2).", load(&m.flops));
+	       "Useful floating-point operations computed (multiply-adds x 2).", load(&mt->flops));
 	scalar(b, "atrousd_received_bytes_total", "counter", "Request body bytes received.",
-	       load(&m.bytes_in));
+	       load(&mt->bytes_in));
 	scalar(b, "atrousd_sent_bytes_total", "counter", "Reply body bytes sent.",
-	       load(&m.bytes_out));
+	       load(&mt->bytes_out));
 	scalar(b, "atrousd_models_loaded", "gauge", "Stored models being served.",
 	       g->models_loaded);
 	header(b, "atrousd_model_reloads_total", "counter",
 	       "Model directory reloads, by result (failure: some model did not load).");
 	buf_printf(b, "atrousd_model_reloads_total{result=\"success\"} %llu\n",
-	           load(&m.reloads_ok));
+	           load(&mt->reloads_ok));
 	buf_printf(b, "atrousd_model_reloads_total{result=\"failure\"} %llu\n",
-	           load(&m.reloads_failed));
-	process_metrics(b);
+	           load(&mt->reloads_failed));
+	process_metrics(mt, b);
 }

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "route.h"
+#include "endpoint.h"
 
 /* Values read at scrape time from the other subsystems. */
 struct metrics_gauges {
@@ -20,26 +20,32 @@ struct metrics_gauges {
 	size_t models_loaded;
 };
 
-/* Record the process start; call once before threads start. */
-void metrics_init(void);
+struct metrics;
+
+/* A new set of zeroed series; the process start time is taken now.  0 or
+ * -ENOMEM. */
+int metrics_new(struct metrics **out);
+
+/* Free the set; NULL is allowed. */
+void metrics_free(struct metrics *mt);
 
 /* One finished HTTP request: endpoint, status, duration, body bytes. */
-void metrics_request(enum endpoint ep, int status, uint64_t total_ns, size_t bytes_in,
-                     size_t bytes_out);
+void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t total_ns,
+                     size_t bytes_in, size_t bytes_out);
 
 /* The stages of one successful computation; model names the stored model or
  * the native endpoint. */
-void metrics_compute(const char *model, uint64_t queue_ns, uint64_t decode_ns, uint64_t compute_ns,
-                     uint64_t encode_ns, double flops);
+void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, uint64_t decode_ns,
+                     uint64_t compute_ns, uint64_t encode_ns, double flops);
 
 /* A request entered (+1) or left (-1) the compute path. */
-void metrics_inflight(int delta);
+void metrics_inflight(struct metrics *mt, int delta);
 
 /* One model reload, successful (every model loaded) or not. */
-void metrics_reload(int ok);
+void metrics_reload(struct metrics *mt, int ok);
 
 /* Append the whole exposition. */
-void metrics_render(struct buf *b, const struct metrics_gauges *g);
+void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g);
 
 /* The Content-Type of the exposition. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

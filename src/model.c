@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "error.h"
 #include "log.h"
+#include "graphjson.h"
 #include "model.h"
 #include "npy.h"
 
@@ -204,12 +205,10 @@ static int copy_name(json_t *obj, const char *def, char *dst, size_t len, const 
 static int build(const char *name, const char *body, size_t len, const char *dir,
                  int64_t max_elements, struct model **out, char *err)
 {
-	static const char *const keys[] = { "input", "output", "layers", "description" };
+	static const char *const keys[] = { "input", "output", "layers", "description", NULL };
 	struct load_ctx ctx = { NULL, dir };
 	struct model *m;
 	json_t *root, *in, *outp, *v;
-	const char *key;
-	size_t i;
 	int rc;
 
 	*out = NULL;
@@ -222,16 +221,9 @@ static int build(const char *name, const char *body, size_t len, const char *dir
 	if (rc < 0)
 		goto fail;
 	root = codec_doc_root(ctx.doc);
-	json_object_foreach(root, key, v)
-	{
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if (strcmp(key, keys[i]) == 0)
-				break;
-		if (i == sizeof(keys) / sizeof(keys[0])) {
-			rc = err_set(err, -EINVAL, "unknown key \"%.64s\"", key);
-			goto fail;
-		}
-	}
+	rc = codec_check_keys(root, keys, NULL, err);
+	if (rc < 0)
+		goto fail;
 	in = json_object_get(root, "input");
 	outp = json_object_get(root, "output");
 	if ((in != NULL && !json_is_object(in)) || (outp != NULL && !json_is_object(outp))) {
@@ -242,8 +234,8 @@ static int build(const char *name, const char *body, size_t len, const char *dir
 	if (rc == 0)
 		rc = copy_name(outp, "output", m->out_name, sizeof(m->out_name), "output", err);
 	if (rc == 0)
-		rc = graph_parse_layers(&m->graph, json_object_get(root, "layers"), load_tensor,
-		                        &ctx, err);
+		rc = graphjson_layers(&m->graph, json_object_get(root, "layers"), load_tensor, &ctx,
+		                      err);
 	if (rc == 0)
 		rc = graph_check_channels(m->graph, &m->out_c, err);
 	if (rc < 0)

@@ -1,16 +1,13 @@
-/* model.h - stored models: a directory of MODELS/NAME/model.json (+ .npy
- * files), loaded, validated, reloaded and persisted atomically.
+/* model.h - one stored model: MODELS/NAME/model.json (+ .npy files) or an
+ * uploaded body, loaded and validated into a graph with its input and
+ * output names, counted references and per-model statistics.
  *
- *	struct models *ms;
- *	models_new(&ms, "/var/lib/atrousd/models", err);
- *	models_reload(ms, &report);          // build the whole set, then swap
- *	struct model *m = models_get(ms, "deeplab");   // counted reference
+ *	struct model *m;
+ *	model_load_dir("/var/lib/atrousd/models/deeplab", "deeplab", 0, &m, err);
  *	graph_run(model_graph(m), ...);
  *	model_unref(m);
  *
- * A model that fails to load is logged and skipped; on reload it keeps its
- * previous version.  Requests hold a reference, so a reload or a delete never
- * pulls a model out from under a running request.
+ * The served set of models is models.h.
  */
 #ifndef ATROUSD_MODEL_H
 #define ATROUSD_MODEL_H
@@ -24,7 +21,6 @@
 #define MODEL_NAME_MAX 64
 
 struct model;
-struct models;
 
 /* Cumulative per-model statistics, in the shape of Triton's extension. */
 struct model_stat {
@@ -69,36 +65,5 @@ struct model *model_ref(struct model *m);
 
 /* Drop a reference; frees the model with the last one. */
 void model_unref(struct model *m);
-
-/* A registry over dir (may be NULL or "" for none); nothing is loaded yet. */
-int models_new(struct models **out, const char *dir, int64_t max_elements, char *err);
-
-/* Call fn(arg, name) before each model folder is loaded (e.g. to ask the
- * service manager for more start-up time). */
-void models_set_progress(struct models *ms, void (*fn)(void *arg, const char *name), void *arg);
-
-/* Load every model folder; the new set replaces the old at once.  failed
- * counts folders that did not load (their old version, if any, stays). */
-int models_reload(struct models *ms, size_t *loaded, size_t *failed);
-
-/* A counted reference to the named model, or NULL. */
-struct model *models_get(struct models *ms, const char *name);
-
-/* Number of models served now. */
-size_t models_count(struct models *ms);
-
-/* Call fn for each model in name order, with a counted reference held. */
-void models_foreach(struct models *ms, void (*fn)(void *arg, struct model *m), void *arg);
-
-/* Validate an upload, persist it atomically under dir/name, then serve it.
- * *created is 1 when the name was new. */
-int models_put(struct models *ms, const char *name, const char *body, size_t len, int *created,
-               char *err);
-
-/* Remove a model from disk (atomically) and from the served set. */
-int models_delete(struct models *ms, const char *name, char *err);
-
-/* Free the registry (models still referenced by requests live on). */
-void models_free(struct models *ms);
 
 #endif

@@ -18,13 +18,14 @@
 
 #include "error.h"
 #include "log.h"
-#include "model.h"
+#include "models.h"
 
 struct models {
 	char *dir; /* NULL: no model directory */
 	int64_t max_elements;
 	pthread_mutex_t lock;  /* the set pointer and its contents */
 	pthread_mutex_t write; /* serialises reload, put and delete */
+	unsigned deleted;      /* names the folders set aside by deletes (under write) */
 	struct model **set;    /* sorted by name, each holding a reference */
 	size_t n;
 	void (*progress)(void *arg, const char *name);
@@ -340,10 +341,10 @@ int models_put(struct models *ms, const char *name, const char *body, size_t len
 
 int models_delete(struct models *ms, const char *name, char *err)
 {
-	static unsigned serial;
 	char target[PATH_MAX], aside[PATH_MAX];
 	struct model **set, *m;
 	size_t i, n = 0;
+	int rc;
 
 	m = models_get(ms, name);
 	if (m == NULL)
@@ -352,10 +353,9 @@ int models_delete(struct models *ms, const char *name, char *err)
 	pthread_mutex_lock(&ms->write);
 	snprintf(target, sizeof(target), "%s/%s", ms->dir, name);
 	snprintf(aside, sizeof(aside), "%s/.deleted-%s-%ld-%u", ms->dir, name, (long)getpid(),
-	         serial++);
-	if (rename(target, aside) < 0 || fsync_path(ms->dir) < 0) {
-		int rc = -errno;
-
+	         ms->deleted++);
+	rc = rename(target, aside) < 0 ? -errno : fsync_path(ms->dir);
+	if (rc < 0) {
 		pthread_mutex_unlock(&ms->write);
 		return err_set(err, rc, "model %s: cannot delete: %s", name, strerror(-rc));
 	}

@@ -1,6 +1,8 @@
 /* notify.c - sd_notify and sd_listen_fds behind a small interface. */
 #include "autoconfig.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <sys/socket.h>
 
@@ -42,22 +44,22 @@ void notify_watchdog(void)
 	sd_notify(0, "WATCHDOG=1");
 }
 
-int notify_listen_fd(char *err)
+int notify_listen_fd(int *fd, char *err)
 {
 	int n = sd_listen_fds(1);
 
+	*fd = -1;
 	if (n <= 0)
-		return -1;
-	if (n > 1) {
-		err_set(err, -2, "socket activation passed %d sockets; atrousd takes one", n);
-		return -2;
-	}
-	if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-		err_set(err, -2,
+		return 0;
+	if (n > 1)
+		return err_set(err, -EINVAL,
+		               "socket activation passed %d sockets; atrousd takes one", n);
+	if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+		return err_set(
+		        err, -EINVAL,
 		        "the socket passed by socket activation is not a listening stream socket");
-		return -2;
-	}
-	return SD_LISTEN_FDS_START;
+	*fd = SD_LISTEN_FDS_START;
+	return 0;
 }
 
 #else /* without libsystemd: nothing to notify, no sockets passed */
@@ -91,10 +93,10 @@ void notify_watchdog(void)
 {
 }
 
-int notify_listen_fd(char *err)
+int notify_listen_fd(int *fd, char *err)
 {
-	(void)err;
-	return -1;
+	*fd = -1;
+	return 0;
 }
 
 #endif

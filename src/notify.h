@@ -24,9 +24,9 @@ uint64_t notify_watchdog_usec(void);
 /* WATCHDOG=1. */
 void notify_watchdog(void);
 
-/* The listening socket passed by socket activation: returns its fd, -1 when
- * none was passed, or -2 with err filled when the passed sockets are unusable
+/* The listening socket passed by socket activation: 0 with *fd set to it, or
+ * to -1 when none was passed; -EINVAL when the passed sockets are unusable
  * (more than one, or not a listening stream socket). */
-int notify_listen_fd(char *err);
+int notify_listen_fd(int *fd, char *err);
 
 #endif

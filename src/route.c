@@ -130,27 +130,3 @@ int route_match(const char *method, const char *url, struct route *r)
 	}
 	return -ENOENT;
 }
-
-const char *route_label(enum endpoint ep)
-{
-	static const char *const names[] = {
-		[EP_NONE] = "unknown",
-		[EP_CONV] = "atrous_conv2d",
-		[EP_ASPP] = "aspp",
-		[EP_SEQUENTIAL] = "sequential",
-		[EP_LIVE] = "live",
-		[EP_READY] = "ready",
-		[EP_SERVER_META] = "server_metadata",
-		[EP_MODEL_META] = "model_metadata",
-		[EP_MODEL_READY] = "model_ready",
-		[EP_MODEL_STATS] = "model_stats",
-		[EP_STATS_ALL] = "stats",
-		[EP_INFER] = "infer",
-		[EP_MODEL_PUT] = "model_put",
-		[EP_MODEL_DELETE] = "model_delete",
-		[EP_RELOAD] = "reload",
-		[EP_METRICS] = "metrics",
-	};
-
-	return (size_t)ep < sizeof(names) / sizeof(names[0]) ? names[ep] : "unknown";
-}

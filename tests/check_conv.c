@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv.h"
+#include "layer.h"
 #include "error.h"
 #include "ref.h"
 #include "runner.h"

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "graph.h"
+#include "graphjson.h"
 #include "ref.h"
 #include "runner.h"
 
@@ -131,7 +131,7 @@ START_TEST(test_aspp_full)
 	struct graph *g;
 	char err[ERR_LEN];
 
-	ck_assert_int_eq(graph_parse_layer(&g, layer, "atrous_conv2d", getter, NULL, err), 0);
+	ck_assert_int_eq(graphjson_layer(&g, layer, "atrous_conv2d", getter, NULL, err), 0);
 	ck_assert_int_eq(graph_in_channels(g), c);
 	ck_assert_int_eq(graph_out_channels(g), 6);
 	ck_assert_int_eq(graph_output_shape(g, x->dim, 0, od, err), 0);
@@ -196,7 +196,7 @@ START_TEST(test_aspp_order_without_extras)
 	struct graph *g;
 	char err[ERR_LEN];
 
-	ck_assert_int_eq(graph_parse_layer(&g, layer, "aspp", getter, NULL, err), 0);
+	ck_assert_int_eq(graphjson_layer(&g, layer, "aspp", getter, NULL, err), 0);
 	ck_assert_int_eq(graph_run(g, x, NULL, &out, NULL, err), 0);
 	ck_assert_int_eq(out->dim[3], 5);
 	ref_atrous2d(x->data, x->dim, b0->data, b0->dim, NULL, 1, 1, 1, 0, &r0, &m0, rd);
@@ -240,7 +240,7 @@ START_TEST(test_aspp_fused)
 	struct graph *g;
 	char err[ERR_LEN];
 
-	ck_assert_int_eq(graph_parse_layer(&g, layer, "aspp", getter, NULL, err), 0);
+	ck_assert_int_eq(graphjson_layer(&g, layer, "aspp", getter, NULL, err), 0);
 	ck_assert_int_eq(graph_run(g, x, NULL, &out, &st, err), 0);
 	ck_assert_int_eq(out->dim[3], 12);
 	ck_assert(st.useful_flops > 0 && st.useful_flops <= st.nominal_flops);
@@ -305,7 +305,7 @@ START_TEST(test_sequential)
 	char err[ERR_LEN];
 	size_t i;
 
-	ck_assert_int_eq(graph_parse_layers(&g, layers, getter, NULL, err), 0);
+	ck_assert_int_eq(graphjson_layers(&g, layers, getter, NULL, err), 0);
 	ck_assert_int_eq(graph_output_shape(g, x->dim, 0, od, err), 0);
 	ck_assert_int_eq(od[1], 8);
 	ck_assert_int_eq(od[2], 7);
@@ -337,8 +337,8 @@ static void expect_parse_error(const char *text, int sequential, const char *msg
 	json_t *j = parse(text);
 	struct graph *g = (struct graph *)1;
 	char err[ERR_LEN] = "";
-	int rc = sequential ? graph_parse_layers(&g, j, getter, NULL, err)
-	                    : graph_parse_layer(&g, j, "atrous_conv2d", getter, NULL, err);
+	int rc = sequential ? graphjson_layers(&g, j, getter, NULL, err)
+	                    : graphjson_layer(&g, j, "atrous_conv2d", getter, NULL, err);
 
 	ck_assert_int_lt(rc, 0);
 	ck_assert_ptr_null(g);
@@ -354,8 +354,8 @@ static void expect_shape_error(const char *text, const int64_t vdim[4], int64_t 
 	int64_t od[4];
 	char err[ERR_LEN] = "";
 
-	ck_assert_int_eq(json_is_array(j) ? graph_parse_layers(&g, j, getter, NULL, err)
-	                                  : graph_parse_layer(&g, j, "aspp", getter, NULL, err),
+	ck_assert_int_eq(json_is_array(j) ? graphjson_layers(&g, j, getter, NULL, err)
+	                                  : graphjson_layer(&g, j, "aspp", getter, NULL, err),
 	                 0);
 	ck_assert_msg(graph_output_shape(g, vdim, max, od, err) == code, "%s: %s", text, err);
 	ck_assert_msg(strstr(err, msg) != NULL, "expected \"%s\" in \"%s\"", msg, err);

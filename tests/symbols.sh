@@ -1,11 +1,13 @@
 #!/bin/sh
-# symbols.sh - every global symbol of the internal library carries its
+# symbols.sh - every global symbol of the internal libraries carries its
 # module's prefix (tensor_*, conv_*, ...), so names say where they live.
 . "$(dirname "$0")/lib.sh"
-LIB="$top_builddir/src/.libs/libatrous.a"
-if ! command -v nm >/dev/null || [ ! -f "$LIB" ]; then
-	echo "not ok - nm or $LIB missing"; exit 1
-fi
+LIBS="$top_builddir/src/.libs/libcore.a $top_builddir/src/.libs/libserve.a"
+for lib in $LIBS; do
+	if ! command -v nm >/dev/null || [ ! -f "$lib" ]; then
+		echo "not ok - nm or $lib missing"; exit 1
+	fi
+done
 # module -> allowed prefixes (a module may also own a plural registry)
 prefixes() {
 	case "$1" in
@@ -13,14 +15,15 @@ prefixes() {
 	model) echo "model_" ;;
 	models) echo "models_" ;;
 	api) echo "api_ reply_" ;;
-	layer) echo "conv_" ;; # conv.h's TensorFlow rules and layer calls
+	layer | shape) echo "conv_" ;; # a conv layer; TensorFlow's rules for one
 	*) echo "$1_" ;;
 	esac
 }
 bad=""
 count=0
-nm --defined-only -g -A "$LIB" | while read -r file _ sym; do echo "$file $sym"; done |
-	sed 's/^[^:]*:libatrous_la-\([a-z]*\)\.o:[^ ]*/\1/' >"$WORK/syms"
+# shellcheck disable=SC2086
+nm --defined-only -g -A $LIBS | grep " " | while read -r file _ sym; do echo "$file $sym"; done |
+	sed 's/^[^:]*:lib[a-z]*_la-\([a-z]*\)\.o:[^ ]*/\1/' >"$WORK/syms"
 while read -r module sym; do
 	case "$sym" in __*) continue ;; esac # the compiler's own (sanitizers)
 	count=$((count + 1))

@@ -8,7 +8,7 @@
 
 #include "codec.h"
 #include "error.h"
-#include "graph.h"
+#include "graphjson.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,9 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	root = codec_doc_root(doc);
 	if (json_object_get(root, "layers") != NULL)
-		graph_parse_layers(&g, json_object_get(root, "layers"), take, doc, err);
+		graphjson_layers(&g, json_object_get(root, "layers"), take, doc, err);
 	else
-		graph_parse_layer(&g, root, types[size % 2], take, doc, err);
+		graphjson_layer(&g, root, types[size % 2], take, doc, err);
 	if (codec_doc_take_tensor(doc, json_object_get(root, "value"), "value", &value, err) == 0 &&
 	    g != NULL && value->rank == 4)
 		graph_output_shape(g, value->dim, 1 << 16, odim, err);
