@@ -254,7 +254,7 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 	struct tensor *t = NULL;
 	int64_t dim[TENSOR_MAX_RANK];
 	size_t count;
-	int rank = 0, rc, i;
+	int rank = 0, rc;
 
 	rc = codec_check_keys(v, keys, NULL, err);
 	if (rc < 0)
@@ -286,13 +286,9 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 			return err_set(err, -EINVAL, "\"b64\" holds %lld bytes, shape needs %zu", n,
 			               count * 4);
 		}
-		t = calloc(1, sizeof(*t));
-		if (t == NULL) {
-			free(bytes);
-			return err_set(err, -ENOMEM, "out of memory");
-		}
-		t->count = count;
-		t->data = (float *)(void *)bytes;
+		rc = tensor_adopt(&t, rank, dim, (float *)(void *)bytes, err);
+		if (rc < 0)
+			return rc;
 	} else {
 		/* "data": decoded by the fast path, or else a nested array. */
 		t = take_placeholder(doc, data);
@@ -307,9 +303,11 @@ static int from_object(struct codec_doc *doc, json_t *v, struct tensor **out, ch
 		tensor_free(t);
 		return rc;
 	}
-	t->rank = rank;
-	for (i = 0; i < rank; i++)
-		t->dim[i] = dim[i];
+	rc = tensor_reshape(t, rank, dim, err);
+	if (rc < 0) {
+		tensor_free(t);
+		return rc;
+	}
 	*out = t;
 	return 0;
 }

@@ -164,7 +164,7 @@ static int scan_array(struct jscan *js, const char *p, const char *end, struct b
 	struct tensor *t;
 	const char *q = p;
 	size_t idx;
-	int rc, i;
+	int rc;
 
 	np.rank = -1;
 	np.max_elements = js->max_elements;
@@ -181,17 +181,13 @@ static int scan_array(struct jscan *js, const char *p, const char *end, struct b
 		*next = p + 1;
 		return rc;
 	}
-	t = calloc(1, sizeof(*t));
-	if (t == NULL || add_fast(js, t, &idx) < 0) {
-		free(t);
-		free(np.data);
+	rc = tensor_adopt(&t, np.rank, np.dim, np.data, err);
+	if (rc < 0)
+		return rc;
+	if (add_fast(js, t, &idx) < 0) {
+		tensor_free(t);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
-	t->rank = np.rank;
-	for (i = 0; i < np.rank; i++)
-		t->dim[i] = np.dim[i];
-	t->count = np.count;
-	t->data = np.data;
 	buf_puts(env, "{\"" JSCAN_PLACEHOLDER_KEY "\":");
 	buf_dec(env, idx, 0);
 	buf_puts(env, "}");

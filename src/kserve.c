@@ -85,7 +85,7 @@ static int decode_input(struct codec_doc *doc, json_t *in, const struct model *m
 	json_t *data = json_object_get(in, "data"), *size = NULL;
 	int64_t dim[4];
 	size_t count;
-	int rc, i;
+	int rc;
 
 	if (!json_is_object(in))
 		return err_set(err, -EINVAL, "each input must be an object");
@@ -147,10 +147,12 @@ static int decode_input(struct codec_doc *doc, json_t *in, const struct model *m
 		*out = NULL;
 		return rc;
 	}
-	(*out)->rank = 4;
-	for (i = 0; i < 4; i++)
-		(*out)->dim[i] = dim[i];
-	return 0;
+	rc = tensor_reshape(*out, 4, dim, err);
+	if (rc < 0) {
+		tensor_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 static int decode_outputs(json_t *outs, const struct model *m, int *binary, char *err)

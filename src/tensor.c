@@ -132,6 +132,45 @@ int tensor_view(struct tensor **out, int rank, const int64_t *dim, float *data, 
 	return rc;
 }
 
+int tensor_adopt(struct tensor **out, int rank, const int64_t *dim, float *data, char *err)
+{
+	int rc;
+
+	*out = NULL;
+	if ((uintptr_t)data % TENSOR_ALIGN != 0) {
+		free(data);
+		return err_set(err, -EINVAL, "tensor data is not %d-byte aligned", TENSOR_ALIGN);
+	}
+	rc = header(out, rank, dim, err);
+	if (rc < 0) {
+		free(data);
+		return rc;
+	}
+	if ((*out)->count > 0)
+		(*out)->data = data;
+	else
+		free(data);
+	return 0;
+}
+
+int tensor_reshape(struct tensor *t, int rank, const int64_t *dim, char *err)
+{
+	char have[160], want[160];
+	size_t count;
+	int rc;
+
+	rc = tensor_shape_count(rank, dim, 0, &count, err);
+	if (rc < 0)
+		return rc;
+	if (count != t->count)
+		return err_set(err, -EINVAL, "cannot reshape %s (%zu elements) to %s (%zu)",
+		               tensor_shape_str(t->rank, t->dim, have, sizeof(have)), t->count,
+		               tensor_shape_str(rank, dim, want, sizeof(want)), count);
+	t->rank = rank;
+	memcpy(t->dim, dim, (size_t)rank * sizeof(dim[0]));
+	return 0;
+}
+
 void tensor_free(struct tensor *t)
 {
 	if (t == NULL)

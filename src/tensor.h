@@ -44,6 +44,14 @@ int tensor_new_uninit(struct tensor **out, int rank, const int64_t *dim, char *e
  * TENSOR_ALIGN-aligned.  tensor_free() leaves the data alone. */
 int tensor_view(struct tensor **out, int rank, const int64_t *dim, float *data, char *err);
 
+/* A tensor that takes ownership of data, from tensor_alloc_aligned (or
+ * NULL for an empty shape) and holding the shape's elements; on failure the
+ * data is freed too. */
+int tensor_adopt(struct tensor **out, int rank, const int64_t *dim, float *data, char *err);
+
+/* Give t another shape of the same element count (-EINVAL otherwise). */
+int tensor_reshape(struct tensor *t, int rank, const int64_t *dim, char *err);
+
 /* Free a tensor; NULL is allowed. */
 void tensor_free(struct tensor *t);
 

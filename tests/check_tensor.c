@@ -118,6 +118,40 @@ START_TEST(test_view)
 }
 END_TEST
 
+START_TEST(test_adopt_reshape)
+{
+	int64_t dim[3] = { 2, 3, 4 }, flat[1] = { 24 }, wrong[2] = { 5, 5 }, bad[1] = { -1 };
+	int64_t empty[1] = { 0 };
+	char err[ERR_LEN];
+	struct tensor *t;
+	float *data = tensor_alloc_aligned(24 * sizeof(float));
+	int i;
+
+	ck_assert_ptr_nonnull(data);
+	for (i = 0; i < 24; i++)
+		data[i] = (float)i;
+	ck_assert_int_eq(tensor_adopt(&t, 3, dim, data, err), 0);
+	ck_assert_ptr_eq(t->data, data);
+	ck_assert_uint_eq(t->count, 24);
+	ck_assert_int_eq(t->borrowed, 0);
+	ck_assert_int_eq(tensor_reshape(t, 1, flat, err), 0);
+	ck_assert_int_eq(t->rank, 1);
+	ck_assert_int_eq(t->dim[0], 24);
+	ck_assert(t->data[23] == 23.0f);
+	ck_assert_int_eq(tensor_reshape(t, 2, wrong, err), -EINVAL);
+	ck_assert_str_eq(err, "cannot reshape [24] (24 elements) to [5,5] (25)");
+	ck_assert_int_eq(t->rank, 1);
+	tensor_free(t);
+	/* A bad shape is refused and the data freed (valgrind and ASan see a
+	 * leak otherwise); an empty shape frees the data at once. */
+	ck_assert_int_eq(tensor_adopt(&t, 1, bad, tensor_alloc_aligned(64), err), -EINVAL);
+	ck_assert_ptr_null(t);
+	ck_assert_int_eq(tensor_adopt(&t, 1, empty, tensor_alloc_aligned(64), err), 0);
+	ck_assert_ptr_null(t->data);
+	tensor_free(t);
+}
+END_TEST
+
 int main(void)
 
 {
@@ -129,6 +163,7 @@ int main(void)
 	tcase_add_test(tc, test_new);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_view);
+	tcase_add_test(tc, test_adopt_reshape);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
