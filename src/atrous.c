@@ -22,28 +22,6 @@
 #define EXIT_DATA  1
 #define EXIT_USAGE 2
 
-static const char usage_text[] =
-        "Usage: atrous COMMAND [OPTIONS]\n"
-        "\n"
-        "Commands:\n"
-        "  conv2d   tf.nn.atrous_conv2d on .npy files\n"
-        "\n"
-        "atrous conv2d --value X.npy --filters F.npy --rate R --padding SAME|VALID\n"
-        "              [--bias B.npy] [--activation none|relu] --output Y.npy\n"
-        "  --value FILE        input, float32 NHWC [batch, height, width, channels]\n"
-        "  --filters FILE      float32 HWIO [kh, kw, in_channels, out_channels]\n"
-        "  --rate R | RH,RW    dilation rate, an integer >= 1 or a height,width pair\n"
-        "  --padding P         SAME or VALID (case-sensitive)\n"
-        "  --bias FILE         optional float32 [out_channels], added before activation\n"
-        "  --activation A      none (default) or relu\n"
-        "  --output FILE       where to write the float32 result\n"
-        "\n"
-        "Global options:\n"
-        "  -h, --help          show this help and exit\n"
-        "  -V, --version       show the version and exit\n"
-        "\n"
-        "Exit status: 0 success, 1 bad data, 2 bad usage.\n";
-
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int usage_error(const char *fmt, ...)
@@ -93,63 +71,150 @@ static int parse_rate(const char *s, struct conv_spec *spec)
 	return 0;
 }
 
-static int cmd_conv2d(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "value", required_argument, NULL, 'v' },
-		{ "filters", required_argument, NULL, 'f' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "padding", required_argument, NULL, 'p' },
-		{ "bias", required_argument, NULL, 'b' },
-		{ "activation", required_argument, NULL, 'a' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *vpath = NULL, *fpath = NULL, *bpath = NULL, *opath = NULL, *rate = NULL;
-	const char *padding = NULL, *act = "none";
-	struct conv_spec spec = { 0 };
-	struct tensor *value = NULL, *filters = NULL, *bias = NULL, *out = NULL;
-	char err[ERR_LEN];
-	int c, status = EXIT_DATA;
+/* A command's flag: getopt's table and the help text come from this. */
+struct flag {
+	const char *name;
+	int val;             /* getopt's value; 'h' is --help */
+	const char *metavar; /* NULL: the flag takes no value */
+	const char *help;
+};
 
+struct command {
+	const char *name;
+	const char *summary;
+	const struct flag *flags; /* ends with a NULL name */
+	int (*run)(const struct command *cmd, int argc, char **argv);
+};
+
+static const struct command commands[];
+
+static void print_command(FILE *f, const struct command *cmd)
+{
+	const struct flag *fl;
+	char left[40];
+
+	fprintf(f, "atrous %s: %s\n", cmd->name, cmd->summary);
+	for (fl = cmd->flags; fl->name != NULL; fl++) {
+		snprintf(left, sizeof(left), "--%s%s%s", fl->name, fl->metavar ? " " : "",
+		         fl->metavar ? fl->metavar : "");
+		fprintf(f, "  %-24s %s\n", left, fl->help);
+	}
+}
+
+/* The whole usage, generated from the command table. */
+static void print_usage(FILE *f)
+{
+	const struct command *cmd;
+
+	fputs("Usage: atrous COMMAND [OPTIONS]\n\nCommands:\n", f);
+	for (cmd = commands; cmd->name != NULL; cmd++)
+		fprintf(f, "  %-8s %s\n", cmd->name, cmd->summary);
+	for (cmd = commands; cmd->name != NULL; cmd++) {
+		fputc('\n', f);
+		print_command(f, cmd);
+	}
+	fputs("\nGlobal options:\n"
+	      "  -h, --help               show this help (or a command's: atrous COMMAND --help)\n"
+	      "  -V, --version            show the version and exit\n"
+	      "\nExit status: 0 success, 1 bad data, 2 bad usage.\n",
+	      f);
+}
+
+/* getopt over a command's flags: calls on(ctx, val, optarg) for each; 1
+ * after printing the command's help, 0, or EXIT_USAGE. */
+static int parse_flags(const struct command *cmd, int argc, char **argv,
+                       int (*on)(void *ctx, int val, const char *arg), void *ctx)
+{
+	struct option lo[16];
+	size_t n = 0;
+	int c, rc;
+
+	for (n = 0; cmd->flags[n].name != NULL && n + 1 < sizeof(lo) / sizeof(lo[0]); n++)
+		lo[n] = (struct option){ cmd->flags[n].name,
+			                 cmd->flags[n].metavar ? required_argument : no_argument,
+			                 NULL, cmd->flags[n].val };
+	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'v': vpath = optarg; break;
-		case 'f': fpath = optarg; break;
-		case 'r': rate = optarg; break;
-		case 'p': padding = optarg; break;
-		case 'b': bpath = optarg; break;
-		case 'a': act = optarg; break;
-		case 'o': opath = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		default: return usage_error("%s", "bad option for conv2d");
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		if (c == 'h') {
+			print_command(stdout, cmd);
+			return 1;
 		}
+		if (c == '?' || c == ':')
+			return usage_error("%s option '%s' for %s",
+			                   c == ':' ? "missing value for" : "unknown",
+			                   argv[optind - 1], cmd->name);
+		rc = on(ctx, c, optarg);
+		if (rc != 0)
+			return rc;
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!vpath || !fpath || !rate || !padding || !opath)
+	return 0;
+}
+
+/* conv2d */
+
+static const struct flag conv2d_flags[] = {
+	{ "value", 'v', "FILE", "input, float32 NHWC [batch, height, width, channels]" },
+	{ "filters", 'f', "FILE", "float32 HWIO [kh, kw, in_channels, out_channels]" },
+	{ "rate", 'r', "R|RH,RW", "dilation rate, an integer >= 1 or a height,width pair" },
+	{ "padding", 'p', "SAME|VALID", "TensorFlow's padding (case-sensitive)" },
+	{ "bias", 'b', "FILE", "optional float32 [out_channels], added before activation" },
+	{ "activation", 'a', "none|relu", "activation (default: none)" },
+	{ "output", 'o', "FILE", "where to write the float32 result" },
+	{ "help", 'h', NULL, "show this command's help" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct conv2d_args {
+	const char *value, *filters, *rate, *padding, *bias, *act, *output;
+};
+
+static int conv2d_flag(void *ctx, int val, const char *arg)
+{
+	struct conv2d_args *a = ctx;
+
+	switch (val) {
+	case 'v': a->value = arg; break;
+	case 'f': a->filters = arg; break;
+	case 'r': a->rate = arg; break;
+	case 'p': a->padding = arg; break;
+	case 'b': a->bias = arg; break;
+	case 'a': a->act = arg; break;
+	case 'o': a->output = arg; break;
+	}
+	return 0;
+}
+
+static int cmd_conv2d(const struct command *cmd, int argc, char **argv)
+{
+	struct conv2d_args a = { .act = "none" };
+	struct conv_spec spec = { 0 };
+	struct tensor *value = NULL, *filters = NULL, *bias = NULL, *out = NULL;
+	char err[ERR_LEN];
+	int rc, status = EXIT_DATA;
+
+	rc = parse_flags(cmd, argc, argv, conv2d_flag, &a);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (!a.value || !a.filters || !a.rate || !a.padding || !a.output)
 		return usage_error(
 		        "%s", "conv2d needs --value, --filters, --rate, --padding and --output");
-	if (parse_rate(rate, &spec) < 0)
-		return usage_error("--rate '%s' is not an integer or a RH,RW pair", rate);
-	if (conv_parse_padding(padding, &spec.padding, err) < 0 ||
-	    conv_parse_activation(act, &spec.act, err) < 0)
+	if (parse_rate(a.rate, &spec) < 0)
+		return usage_error("--rate '%s' is not an integer or a RH,RW pair", a.rate);
+	if (conv_parse_padding(a.padding, &spec.padding, err) < 0 ||
+	    conv_parse_activation(a.act, &spec.act, err) < 0)
 		return usage_error("%s", err);
 
-	if (npy_load(vpath, &value, err) < 0 || npy_load(fpath, &filters, err) < 0 ||
-	    (bpath && npy_load(bpath, &bias, err) < 0))
-		goto fail;
-	if (conv_atrous2d(value, filters, bias, &spec, NULL, &out, err) < 0)
-		goto fail;
-	if (npy_save(opath, out, err) < 0)
-		goto fail;
-	status = 0;
-	goto done;
-fail:
-	fprintf(stderr, "atrous: %s\n", err);
-done:
+	if (npy_load(a.value, &value, err) < 0 || npy_load(a.filters, &filters, err) < 0 ||
+	    (a.bias && npy_load(a.bias, &bias, err) < 0) ||
+	    conv_atrous2d(value, filters, bias, &spec, NULL, &out, err) < 0 ||
+	    npy_save(a.output, out, err) < 0)
+		fprintf(stderr, "atrous: %s\n", err);
+	else
+		status = 0;
 	tensor_free(out);
 	tensor_free(bias);
 	tensor_free(filters);
@@ -157,122 +222,152 @@ done:
 	return status;
 }
 
-static int cmd_run(int argc, char **argv)
+/* run */
+
+static const struct flag run_flags[] = {
+	{ "model", 'm', "DIR/NAME", "a stored model's folder (model.json and its .npy files)" },
+	{ "value", 'v', "FILE", "input, float32 NHWC with the model's input channels" },
+	{ "output", 'o', "FILE", "where to write the float32 result" },
+	{ "help", 'h', NULL, "show this command's help" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct run_args {
+	const char *model, *value, *output;
+};
+
+static int run_flag(void *ctx, int val, const char *arg)
 {
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "value", required_argument, NULL, 'v' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *mpath = NULL, *vpath = NULL, *opath = NULL, *name;
+	struct run_args *a = ctx;
+
+	switch (val) {
+	case 'm': a->model = arg; break;
+	case 'v': a->value = arg; break;
+	case 'o': a->output = arg; break;
+	}
+	return 0;
+}
+
+static int cmd_run(const struct command *cmd, int argc, char **argv)
+{
+	struct run_args a = { 0 };
 	struct tensor *value = NULL, *out = NULL;
 	struct model *m = NULL;
 	char err[ERR_LEN], shape[160];
+	const char *name;
 	int64_t odim[4];
-	int c, status = EXIT_DATA;
+	int rc, status = EXIT_DATA;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm': mpath = optarg; break;
-		case 'v': vpath = optarg; break;
-		case 'o': opath = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		default: return usage_error("%s", "bad option for run");
-		}
-	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!mpath || !vpath || !opath)
+	rc = parse_flags(cmd, argc, argv, run_flag, &a);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (!a.model || !a.value || !a.output)
 		return usage_error("%s", "run needs --model, --value and --output");
-	name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
+	name = strrchr(a.model, '/') ? strrchr(a.model, '/') + 1 : a.model;
 	if (*name == '\0')
-		return usage_error("--model '%s' must name a folder without a trailing '/'", mpath);
-	if (model_load_dir(mpath, name, 0, &m, err) < 0 || npy_load(vpath, &value, err) < 0)
-		goto fail;
-	if (value->rank != 4) {
-		err_set(err, -EINVAL, "%s: value must be rank 4 (NHWC), got shape %s", vpath,
-		        tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
-		goto fail;
-	}
-	if (graph_output_shape(model_graph(m), value->dim, 0, odim, err) < 0 ||
-	    graph_run(model_graph(m), value, NULL, &out, NULL, err) < 0 ||
-	    npy_save(opath, out, err) < 0)
-		goto fail;
-	status = 0;
-	goto done;
-fail:
-	fprintf(stderr, "atrous: %s\n", err);
-done:
+		return usage_error("--model '%s' must name a folder without a trailing '/'",
+		                   a.model);
+	rc = model_load_dir(a.model, name, 0, &m, err);
+	if (rc == 0)
+		rc = npy_load(a.value, &value, err);
+	if (rc == 0 && value->rank != 4)
+		rc = err_set(err, -EINVAL, "%s: value must be rank 4 (NHWC), got shape %s", a.value,
+		             tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
+	if (rc == 0)
+		rc = graph_output_shape(model_graph(m), value->dim, 0, odim, err);
+	if (rc == 0)
+		rc = graph_run(model_graph(m), value, NULL, &out, NULL, err);
+	if (rc == 0)
+		rc = npy_save(a.output, out, err);
+	if (rc < 0)
+		fprintf(stderr, "atrous: %s\n", err);
+	else
+		status = 0;
 	tensor_free(out);
 	tensor_free(value);
 	model_unref(m);
 	return status;
 }
 
-static int cmd_bench(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' },
-		{ "repeats", required_argument, NULL, 'r' },
-		{ "case", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "jansson", required_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct bench_options o = { 0, 10, NULL, 0 };
-	const char *jansson = NULL;
-	char err[ERR_LEN];
-	int64_t v;
-	int c;
+/* bench */
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-		case 'r':
-			if (parse_int64(optarg, &v) < 0 || v < 1 || v > 1000)
-				return usage_error("--%s '%s' is not an integer from 1 to 1000",
-				                   c == 't' ? "threads" : "repeats", optarg);
-			*(c == 't' ? &o.threads : &o.repeats) = (int)v;
-			break;
-		case 'c': o.only = optarg; break;
-		case 'j': o.json = 1; break;
-		case 'J': jansson = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		default: return usage_error("%s", "bad option for bench");
-		}
+static const struct flag bench_flags[] = {
+	{ "threads", 't', "N", "worker threads, 1 to 1000 (default: online CPUs)" },
+	{ "repeats", 'r', "N", "timed runs per case, 1 to 1000 (default: 10)" },
+	{ "case", 'c', "NAME", "run only this case (seed1, chain, os16, os8)" },
+	{ "json", 'j', NULL, "one JSON object per line instead of a table" },
+	{ "jansson", 'J', "FILE", "time jansson's parse and dump of a JSON file instead" },
+	{ "help", 'h', NULL, "show this command's help" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct bench_args {
+	struct bench_options o;
+	const char *jansson;
+};
+
+static int bench_flag(void *ctx, int val, const char *arg)
+{
+	struct bench_args *a = ctx;
+	int64_t v;
+
+	switch (val) {
+	case 't':
+	case 'r':
+		if (parse_int64(arg, &v) < 0 || v < 1 || v > 1000)
+			return usage_error("--%s '%s' is not an integer from 1 to 1000",
+			                   val == 't' ? "threads" : "repeats", arg);
+		*(val == 't' ? &a->o.threads : &a->o.repeats) = (int)v;
+		break;
+	case 'c': a->o.only = arg; break;
+	case 'j': a->o.json = 1; break;
+	case 'J': a->jansson = arg; break;
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (jansson != NULL ? bench_jansson(jansson, o.repeats, stdout, err) < 0
-	                    : bench_run(&o, stdout, err) < 0) {
+	return 0;
+}
+
+static int cmd_bench(const struct command *cmd, int argc, char **argv)
+{
+	struct bench_args a = { .o = { .repeats = 10 } };
+	char err[ERR_LEN];
+	int rc;
+
+	rc = parse_flags(cmd, argc, argv, bench_flag, &a);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	rc = a.jansson != NULL ? bench_jansson(a.jansson, a.o.repeats, stdout, err)
+	                       : bench_run(&a.o, stdout, err);
+	if (rc < 0) {
 		fprintf(stderr, "atrous: %s\n", err);
 		return EXIT_DATA;
 	}
 	return 0;
 }
 
+/* The commands: dispatch and --help both read this table. */
+static const struct command commands[] = {
+	{ "conv2d", "tf.nn.atrous_conv2d on .npy files", conv2d_flags, cmd_conv2d },
+	{ "run", "a stored model on a .npy file", run_flags, cmd_run },
+	{ "bench", "in-process kernel figures beside the sgemm ceiling", bench_flags, cmd_bench },
+	{ NULL, NULL, NULL, NULL },
+};
+
 int main(int argc, char **argv)
 {
+	const struct command *cmd;
+
 	if (argc < 2)
 		return usage_error("%s", "missing command");
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs(usage_text, stdout);
+		print_usage(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("atrous %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "conv2d") == 0)
-		return cmd_conv2d(argc - 1, argv + 1);
-	if (strcmp(argv[1], "run") == 0)
-		return cmd_run(argc - 1, argv + 1);
-	if (strcmp(argv[1], "bench") == 0)
-		return cmd_bench(argc - 1, argv + 1);
+	for (cmd = commands; cmd->name != NULL; cmd++)
+		if (strcmp(argv[1], cmd->name) == 0)
+			return cmd->run(cmd, argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", argv[1]);
 }

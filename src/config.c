@@ -230,42 +230,79 @@ int config_load_string(struct config *c, const char *text, char *err)
 	return 0;
 }
 
+/* The actions: getopt's table, the dispatch below and --help read this. */
+static const struct action {
+	const char *flag;
+	int val; /* getopt's value, and the short option if is_short */
+	int is_short;
+	const char *metavar; /* NULL: no value */
+	enum config_action action;
+	const char *help;
+} actions[] = {
+	{ "config", 'c', 1, "FILE", CONFIG_RUN, "read settings from FILE; flags override it" },
+	{ "check-config", 'C', 0, NULL, CONFIG_CHECK, "validate the settings and exit" },
+	{ "print-sample-config", 'S', 0, NULL, CONFIG_SAMPLE,
+	  "print a documented config file (conf/atrousd.conf) and exit" },
+	{ "print-man-keys", 'M', 0, NULL, CONFIG_MAN,
+	  "print the keys as man(7) entries for atrousd.conf(5) and exit" },
+	{ "help", 'h', 1, NULL, CONFIG_HELP, "show this help and exit" },
+	{ "version", 'V', 1, NULL, CONFIG_VERSION, "show the version and exit" },
+};
+#define NACTIONS (sizeof(actions) / sizeof(actions[0]))
+
+static const struct action *find_action(int val)
+{
+	size_t i;
+
+	for (i = 0; i < NACTIONS; i++)
+		if (actions[i].val == val)
+			return &actions[i];
+	return NULL;
+}
+
 /* Long options: every table entry plus the actions. */
 static struct option *make_longopts(void)
 {
-	static const struct option actions[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "print-sample-config", no_argument, NULL, 'S' },
-		{ "print-man-keys", no_argument, NULL, 'M' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct option *lo = calloc(NOPTIONS + sizeof(actions) / sizeof(actions[0]), sizeof(*lo));
+	struct option *lo = calloc(NOPTIONS + NACTIONS + 1, sizeof(*lo));
 	size_t i;
 
 	if (lo == NULL)
 		return NULL;
 	for (i = 0; i < NOPTIONS; i++)
 		lo[i] = (struct option){ options[i].flag, required_argument, NULL, 1000 + (int)i };
-	memcpy(lo + NOPTIONS, actions, sizeof(actions));
+	for (i = 0; i < NACTIONS; i++)
+		lo[NOPTIONS + i] =
+		        (struct option){ actions[i].flag,
+			                 actions[i].metavar ? required_argument : no_argument, NULL,
+			                 actions[i].val };
 	return lo;
 }
 
 int config_load_args(struct config *c, int argc, char **argv, enum config_action *action, char *err)
 {
 	struct option *lo = make_longopts();
+	const struct action *act;
+	char shortopts[2 * NACTIONS + 2] = ":", *p = shortopts + 1;
 	int opt, rc = 0, pass;
+	size_t i;
 
 	*action = CONFIG_RUN;
 	if (lo == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
+	for (i = 0; i < NACTIONS; i++) {
+		if (!actions[i].is_short)
+			continue;
+		*p++ = (char)actions[i].val;
+		if (actions[i].metavar)
+			*p++ = ':';
+	}
+	*p = '\0';
 	opterr = 0;
 	/* Pass 0 finds --config and the actions; pass 1 applies the rest on top. */
 	for (pass = 0; pass < 2 && rc == 0; pass++) {
 		optind = 1;
-		while (rc == 0 && (opt = getopt_long(argc, argv, ":hVc:", lo, NULL)) != -1) {
+		while (rc == 0 && (opt = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
+			act = opt < 1000 ? find_action(opt) : NULL;
 			if (opt == '?' || opt == ':') {
 				rc = err_set(err, -EINVAL, "%s option '%s' (see --help)",
 				             opt == ':' ? "missing value for" : "unknown",
@@ -274,13 +311,8 @@ int config_load_args(struct config *c, int argc, char **argv, enum config_action
 				free(c->config_file);
 				c->config_file = strdup(optarg);
 				rc = c->config_file ? config_load_file(c, optarg, err) : -ENOMEM;
-			} else if (pass == 0 && (opt == 'h' || opt == 'V' || opt == 'C' ||
-			                         opt == 'S' || opt == 'M')) {
-				*action = opt == 'h'   ? CONFIG_HELP
-				          : opt == 'V' ? CONFIG_VERSION
-				          : opt == 'C' ? CONFIG_CHECK
-				          : opt == 'S' ? CONFIG_SAMPLE
-				                       : CONFIG_MAN;
+			} else if (pass == 0 && act != NULL) {
+				*action = act->action;
 			} else if (pass == 1 && opt >= 1000) {
 				rc = set_option(c, &options[opt - 1000], optarg, err);
 			}
@@ -338,13 +370,18 @@ void config_print_help(FILE *f)
 		fprintf(f, "  %-34s %s (default: %s)\n", left, options[i].help,
 		        options[i].def[0] ? options[i].def : "empty");
 	}
-	fprintf(f,
-	        "\nActions:\n"
-	        "  --config FILE                      read settings from FILE; flags override it\n"
-	        "  --check-config                     validate the settings and exit\n"
-	        "  --print-sample-config              print a documented config file and exit\n"
-	        "  -h, --help                         show this help and exit\n"
-	        "  -V, --version                      show the version and exit\n");
+	fprintf(f, "\nActions:\n");
+	for (i = 0; i < NACTIONS; i++) {
+		const struct action *a = &actions[i];
+		char left[64];
+		int n = 0;
+
+		if (a->is_short)
+			n = snprintf(left, sizeof(left), "-%c, ", a->val);
+		snprintf(left + n, sizeof(left) - (size_t)n, "--%s%s%s", a->flag,
+		         a->metavar ? " " : "", a->metavar ? a->metavar : "");
+		fprintf(f, "  %-34s %s\n", left, a->help);
+	}
 }
 
 void config_print_sample(FILE *f)

@@ -1,7 +1,11 @@
-/* log.h - leveled logging to stderr, one line per message (journald adds time).
+/* log.h - leveled logging to stderr, one line per message.
  *
- * Lines start with a syslog-style "<N>" prefix that journald turns into a
- * priority when the daemon runs under systemd.
+ * Each message is formatted into one line of at most 1023 bytes (longer ones
+ * are cut), its control characters (newlines included) replaced by '?' so
+ * that text from clients cannot forge lines, and written with one fprintf
+ * behind a syslog-style "<N>" prefix, which journald turns into the
+ * priority (and time-stamps) when the daemon runs under systemd.  The level
+ * is process-wide: set it once, before threads start.
  */
 #ifndef ATROUSD_LOG_H
 #define ATROUSD_LOG_H
@@ -17,7 +21,7 @@ int log_parse_level(const char *s, enum log_level *out);
 /* Is a message at this level printed? */
 int log_enabled(enum log_level level);
 
-/* Print one message; newlines and control characters in it are escaped. */
+/* Print one message if its level is enabled. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
