@@ -184,7 +184,7 @@ static unsigned long long load(const uint64_t *v)
 /* Histogram samples; labels is "" or `key="value"` (already escaped). */
 static void put_histo(struct buf *b, const char *name, const char *labels, const struct histo *h)
 {
-	uint64_t cum = 0, count, sum;
+	uint64_t cum = 0, sum;
 	size_t i;
 
 	for (i = 0; i < NBUCKETS; i++) {
@@ -196,11 +196,9 @@ static void put_histo(struct buf *b, const char *name, const char *labels, const
 			buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
 			           *labels ? "," : "", (unsigned long long)cum);
 	}
-	count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+	/* h->count can run ahead of the buckets by a racing update: _count is
+	 * the bucket total, so that it always equals +Inf. */
 	sum = __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
-	/* count can run ahead of the buckets by a racing update: report the
-	 * bucket total so that +Inf always equals _count. */
-	(void)count;
 	buf_printf(b, "%s_sum%s%s%s %.9f\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
 	           (double)sum / 1e9);
 	buf_printf(b, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
