@@ -190,7 +190,6 @@ static void center_task(void *arg, size_t t, void *scratch)
 	int64_t p0 = (int64_t)t * FUSED_TILE;
 	int64_t m = f->pixels - p0 < FUSED_TILE ? f->pixels - p0 : FUSED_TILE;
 
-	(void)scratch;
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)f->nf, (int)f->c, 1.0f,
 	            f->in + p0 * f->c, (int)f->c, f->a->center->data, (int)f->nf, 0.0f,
 	            f->out + p0 * f->ldc + f->off, (int)f->ldc);
@@ -204,7 +203,6 @@ static void finish_task(void *arg, size_t t, void *scratch)
 	int64_t p1 = p0 + FUSED_TILE < f->pixels ? p0 + FUSED_TILE : f->pixels, px, off;
 	size_t b;
 
-	(void)scratch;
 	for (px = p0; px < p1; px++) {
 		off = f->off;
 		for (b = 0; b < f->a->nbranches; b++) {

@@ -55,7 +55,6 @@ static void on_model_load(void *arg, const char *name)
 {
 	char status[128];
 
-	(void)arg;
 	snprintf(status, sizeof(status), "loading model %s", name);
 	notify_extend_timeout(LOAD_EXTEND_USEC);
 	notify_status(status);

@@ -86,7 +86,6 @@ static int make_tensor(void *ctx, json_t *v, const char *field, struct tensor **
 	const char *s;
 	char *end;
 
-	(void)ctx;
 	if (!json_is_string(v))
 		return err_set(err, -EINVAL, "missing \"%s\"", field);
 	for (s = json_string_value(v) + 2; rank < 4; s = end + 1) {
@@ -169,7 +168,6 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 	size_t sz = (size_t)g->n * (size_t)g->n;
 	int r;
 
-	(void)scratch;
 	for (r = 0; r < g->reps; r++)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->n, g->n, g->n, 1.0f,
 		            g->a + i * sz, g->n, g->b + i * sz, g->n, 0.0f, g->c + i * sz, g->n);

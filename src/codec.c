@@ -433,7 +433,6 @@ static void encode_task(void *arg, size_t t, void *scratch)
 	struct encode_job *j = arg;
 	size_t i0 = t * j->per, i1 = i0 + j->per < j->count ? i0 + j->per : j->count;
 
-	(void)scratch;
 	j->parts[t] =
 	        malloc((i1 - i0) * (FTEXT_MAX + 1 + 2 * TENSOR_MAX_RANK) + 2 * TENSOR_MAX_RANK);
 	j->lens[t] = j->parts[t] ? write_range(j->parts[t], j->v, j->rank, j->dim, i0, i1, j->count,

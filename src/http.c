@@ -101,7 +101,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	struct request *rq = calloc(1, sizeof(*rq));
 
-	(void)uri;
 	if (rq == NULL)
 		return NULL;
 	rq->h = cls;
@@ -382,7 +381,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct http *h = cls;
 	struct request *rq = *con_cls;
 
-	(void)c;
 	if (rq == NULL)
 		return;
 	*con_cls = NULL;
@@ -503,7 +501,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct request *rq = *con_cls;
 	struct http *h = cls;
 
-	(void)version;
 	if (rq == NULL)
 		return MHD_NO;
 	if (rq->phase == P_NEW && !rq->discard)
@@ -546,7 +543,6 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 	char line[512];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -556,7 +552,6 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 
 static void on_panic(void *cls, const char *file, unsigned int line, const char *reason)
 {
-	(void)cls;
 	log_error("libmicrohttpd panic at %s:%u: %s", file ? file : "?", line,
 	          reason ? reason : "?");
 	abort();

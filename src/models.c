@@ -136,8 +136,6 @@ static void swap_set(struct models *ms, struct model **set, size_t n)
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-	(void)st;
-	(void)ftw;
 	return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 

@@ -66,22 +66,18 @@ int notify_listen_fd(int *fd, char *err)
 
 void notify_ready(const char *status)
 {
-	(void)status;
 }
 
 void notify_status(const char *status)
 {
-	(void)status;
 }
 
 void notify_stopping(const char *status)
 {
-	(void)status;
 }
 
 void notify_extend_timeout(uint64_t usec)
 {
-	(void)usec;
 }
 
 uint64_t notify_watchdog_usec(void)

@@ -12,7 +12,6 @@ static int serial_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_f
 	void *scratch;
 	size_t i;
 
-	(void)ctx;
 	if (ntasks == 0)
 		return 0;
 	scratch = tensor_alloc_aligned(scratch_bytes);

@@ -50,7 +50,6 @@ static int getter(void *ctx, json_t *v, const char *field, struct tensor **out, 
 {
 	size_t i;
 
-	(void)ctx;
 	if (!json_is_string(v))
 		return err_set(err, -EINVAL, "missing \"%s\"", field);
 	for (i = 0; i < ntable; i++)
