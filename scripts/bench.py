@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """make bench: atrousd measured end to end beside PyTorch, in one run.
 
 Runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (the Makefile's

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # deps.sh - install what atrousd needs on Debian 12 (as root).
 #
 #   scripts/deps.sh         build and run: compiler, autotools, the libraries,

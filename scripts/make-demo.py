@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Write the bundled demo data with fixed seeds (deterministic output).
 
 conf/demo/: a value [1,28,28,3], filters [5,5,3,8] and bias [8] for the

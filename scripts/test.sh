@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test.sh - build from a clean tree and run every test; the README's test command.
 #
 # 1. make check: unit suites and integration tests, built with -Werror.

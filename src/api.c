@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* api.c - native endpoints: decode with codec, run the graph, encode, time. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* api.h - the endpoints behind the HTTP layer: what each route computes and
  * replies, independent of libmicrohttpd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aspp.c - DeepLab atrous spatial pyramid pooling on the conv kernel: image
  * pooling, branches written into their channels of one concatenation (with
  * centre-tap fusion when it pays), and the projection. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aspp.h - DeepLab atrous spatial pyramid pooling.
  *
  * The output channels are image pooling's (if present) then each branch's in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* atrous.c - the command-line tool: offline convolution on .npy files.
  *
  * Exit status: 0 success, 1 bad data (unreadable or invalid tensors, kernel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* atrousd.c - the daemon's main: settings, subsystems in order, signals.
  *
  * Start: config -> metrics, models, pool, api -> models loaded -> listen

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench.c - benchmark cases built in memory, timed on the real pool. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench.h - in-process kernel benchmarks for `atrous bench`: the seed's
  * examples and DeepLab ASPP heads on the worker pool, beside the OpenBLAS
  * sgemm ceiling measured in the same run.  Prints figures; asserts nothing. */

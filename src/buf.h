@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* buf.h - a growable byte buffer for building replies and bodies.
  *
  * Appends never fail silently: on allocation failure the buffer is marked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* codec.c - tensor decoding (jscan fast path + jansson envelope) and encoding. */
 #include "autoconfig.h"
 

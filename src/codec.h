@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* codec.h - JSON request bodies <-> tensors.
  *
  *	struct codec_doc *doc;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.c - the option table and everything generated from it. */
 #include "autoconfig.h"
 

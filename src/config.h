@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.h - atrousd's settings: one option table drives the config file
  * parser, the command line, --help and the sample conf/atrousd.conf.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conv.h - tf.nn.atrous_conv2d, exactly: NHWC value, HWIO filters, stride 1.
  *
  *	struct conv_spec s = {.rate_h = 2, .rate_w = 2, .padding = CONV_SAME};

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* endpoint.c - the endpoints' labels. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* endpoint.h - what a request asks for, as the router names it: the list
  * that metrics and logs label their series with, and nothing else. */
 #ifndef ATROUSD_ENDPOINT_H

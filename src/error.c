@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c - formatting of error messages for the 0/-errno convention. */
 #include "autoconfig.h"
 

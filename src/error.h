@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.h - the one error convention of atrousd.
  *
  * Functions that can fail return 0 on success or a negative errno-style code,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ftext.c - exact float32 number parsing and shortest formatting. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ftext.h - float32 <-> JSON number text, exact and fast.
  *
  * Parsing follows JSON's number grammar strictly and rounds correctly to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* graph.c - sequences of layers (conv, ASPP): building, channel and shape
  * checks, and running them. */
 #include "autoconfig.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* graph.h - the layers atrousd runs: atrous convolution, ASPP, sequences.
  *
  *	struct graph *g;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* graphjson.c - layers from JSON objects: keys checked, tensors resolved by
  * the caller's getter, TensorFlow's argument checks applied per layer. */
 #include "autoconfig.h"

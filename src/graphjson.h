@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* graphjson.h - layers from JSON: request bodies and model.json.
  *
  *	struct graph *g;

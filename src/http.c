@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http.c - libmicrohttpd glue: routes, limits, suspend/resume, drain. */
 #include "autoconfig.h"
 

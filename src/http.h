@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http.h - the HTTP front: libmicrohttpd, routing, body limits, suspend/resume.
  *
  * Requests are received on libmicrohttpd's I/O threads; compute requests are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jscan.c - numeric arrays of a JSON body parsed straight into tensors. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jscan.h - the fast path of JSON request bodies: numeric arrays become
  * tensors without one jansson value per number.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kserve.c - KServe v2 request decoding and reply encoding. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kserve.h - the KServe v2 / Open Inference Protocol: infer requests in JSON
  * and with the binary tensor data extension, replies, metadata, statistics.
  *

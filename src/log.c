@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c - leveled logging to stderr. */
 #include "autoconfig.h"
 

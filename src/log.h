@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.h - leveled logging to stderr, one line per message.
  *
  * Each message is formatted into one line of at most 1023 bytes (longer ones

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c - atomic counters and histograms; Prometheus text exposition. */
 #include "autoconfig.h"
 

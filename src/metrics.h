@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.h - counters and histograms for Prometheus, text format 0.0.4.
  *
  * Updates are relaxed atomic additions on fixed arrays (no lock on the hot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.c - one stored model: model.json and its .npy files loaded and
  * validated into a graph, with its reference count and statistics.  The
  * served set is in models.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.h - one stored model: MODELS/NAME/model.json (+ .npy files) or an
  * uploaded body, loaded and validated into a graph with its input and
  * output names, counted references and per-model statistics.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* models.c - the served set of models: load every folder of the model
  * directory, swap the new set in at once, and persist uploads and deletions
  * atomically (temporary file or folder, fsync, rename, fsync of the parent). */

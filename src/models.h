@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* models.h - the served set: every model folder of a directory, reloaded as
  * a whole, with uploads and deletes persisted atomically.
  *

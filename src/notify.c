@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* notify.c - sd_notify and sd_listen_fds behind a small interface. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* notify.h - service-manager integration (systemd), without #ifdefs at call
  * sites: readiness, status, stopping, watchdog, and socket activation.  When
  * built without libsystemd every call is a no-op and no socket is passed. */

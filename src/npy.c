@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* npy.c - reader and writer for NumPy's .npy format (float32 tensors). */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* npy.h - NumPy .npy files: float32, C order, header versions 1.0 to 3.0.
  *
  * Reading accepts little-endian float32 ('<f4') and converts little-endian

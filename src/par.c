@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* par.c - the serial task runner. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* par.h - the contract between compute kernels and whoever runs their tasks.
  *
  * A kernel splits its work into independent tasks and hands them to a runner.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.c - worker threads, bounded FIFO of jobs, cooperative parallel_for. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.h - the compute workers: a bounded job queue and parallel_for.
  *
  *	struct pool *p;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* route.c - the URL map of atrousd. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* route.h - URL and method -> endpoint, with the model name for /v2/models/...
  * and the Allow list when only the method is wrong. */
 #ifndef ATROUSD_ROUTE_H

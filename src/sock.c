@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sock.c - plain TCP socket helpers: the listener and raw writes. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sock.h - plain TCP socket helpers: the listener, and the few raw writes
  * the HTTP front makes outside libmicrohttpd.
  *

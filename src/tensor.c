@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tensor.c - float32 tensor allocation with overflow-checked shapes. */
 #include "autoconfig.h"
 

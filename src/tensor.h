@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tensor.h - float32 tensors: shape, checked size arithmetic, aligned storage.
  *
  *	struct tensor *t;

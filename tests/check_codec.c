@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_codec.c - float text exactness, tensor decoding in every encoding,
  * malformed input, and encoding round trips. */
 #include "autoconfig.h"

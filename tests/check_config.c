@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_config.c - the option table: defaults, file, flags, and the sample
  * conf/atrousd.conf agreeing with the table. */
 #include "autoconfig.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_conv.c - atrous_conv2d against the naive double-precision reference.
  *
  * Tolerance: every output is a sum of K = kh*kw*C exact products (inputs are

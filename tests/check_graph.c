@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_graph.c - ASPP (pooling, branches, projection) and sequential chains
  * against a double-precision reference built from the naive convolution.
  *

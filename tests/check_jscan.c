@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_jscan.c - the fast path of JSON bodies: which arrays it takes, the
  * envelope it leaves for jansson, exact numbers, and what it refuses. */
 #include "autoconfig.h"

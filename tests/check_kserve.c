@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_kserve.c - KServe v2 infer requests decoded (JSON data and the
  * binary extension, in place and copied), the errors a client meets, and
  * replies encoded, read back with jansson. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_metrics.c - the Prometheus exposition after known events: every
  * family announced once, the values the events imply, cumulative buckets,
  * escaped labels. */

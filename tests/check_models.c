@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_models.c - the served set on a real directory: uploads persisted
  * atomically, reloads that keep a model's last good version, deletes, and
  * references that outlive both. */

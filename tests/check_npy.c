@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_npy.c - .npy round trips and every malformed-file case. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_pool.c - job queue bounds, parallel_for coverage, shutdown. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_route.c - the URL map as a table: method and path to endpoint, the
  * model name, the flags, and the answers for wrong methods and bad names. */
 #include "autoconfig.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_sock.c - the listener's address forms and the raw-socket helpers. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_tensor.c - shape arithmetic and allocation. */
 #include "autoconfig.h"
 

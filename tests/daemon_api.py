@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration test of the native HTTP API against the real daemon: every
 endpoint in every encoding checked with NumPy, bad input, concurrency, queue
 overflow and drain on SIGTERM."""

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # daemon_api.sh - the native HTTP API against the real daemon (see daemon_api.py).
 . "$(dirname "$0")/lib.sh"
 need_numpy

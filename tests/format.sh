@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # format.sh - every C source must match .clang-format exactly.
 . "$(dirname "$0")/lib.sh"
 : "${CLANG_FORMAT:=$(command -v clang-format || true)}"

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # fuzz_replay.sh - every fuzz target replays its seed corpus and the inputs
 # that once crashed it (tests/fuzz/regressions/), without libFuzzer.
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared helpers for the integration tests: start the real daemon on a free
 loopback port, talk HTTP to it, and report results as "ok"/"not ok" lines
 with a closing "N passed, N failed" line."""

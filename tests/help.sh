@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # help.sh - the programs' --help comes from the tables that dispatch them:
 # every command of atrous and every action of atrousd is listed, works, and
 # has its place in the man page.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Hostile input over raw sockets (the classes of shared/reliability.md §6):
 each gets its documented status class or a closed connection, the daemon
 never crashes, and it still serves correctly afterwards.  Run against a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # hostile.sh - hostile input over raw sockets (see hostile.py).
 . "$(dirname "$0")/lib.sh"
 need_numpy

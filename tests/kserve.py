@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Integration test of stored models and the KServe v2 protocol against the
 real daemon: metadata, health, infer in JSON and binary (built per the
 protocol, as tritonclient.http sends it) checked with NumPy, id echo, errors,

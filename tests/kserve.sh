@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # kserve.sh - stored models and the KServe v2 protocol (see kserve.py).
 . "$(dirname "$0")/lib.sh"
 need_numpy

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The KServe v2 calls tritonclient.http makes, issued the way it issues them:
 through geventhttpclient's pooled keep-alive client, with its URL layout,
 headers and body framing, and its reply parsing (response.get, read(length)).

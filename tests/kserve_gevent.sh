@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # kserve_gevent.sh - tritonclient.http's call pattern over geventhttpclient.
 . "$(dirname "$0")/lib.sh"
 need_numpy

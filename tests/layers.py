@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The layering of the sources, checked on the built objects and the includes.
 
 - libcore's objects reference no jansson, libmicrohttpd, inih or libsystemd

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # layers.sh - libcore knows nothing of JSON or HTTP, calls go one way, and no
 # two source files call each other (see tests/layers.py).
 . "$(dirname "$0")/lib.sh"

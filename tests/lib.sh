@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # lib.sh - shared helpers for the shell tests (sourced, not run).
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # man.sh - the man pages render without groff warnings, and the keys in
 # atrousd.conf(5) and conf/atrousd.conf are exactly the option table's.
 . "$(dirname "$0")/lib.sh"

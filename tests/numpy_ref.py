@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Cross-check `atrous conv2d` against an independent NumPy implementation.
 
 The reference upsamples the filters (inserting rate-1 zeros between taps, as

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Operations, with the real tools: Prometheus metrics (promtool and a real
 Prometheus server scraping), the sd_notify protocol, socket activation with
 systemd-socket-activate, the unit files under systemd-analyze, and nginx in

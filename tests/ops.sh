@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # ops.sh - metrics, systemd integration and nginx scale-out (see ops.py).
 . "$(dirname "$0")/lib.sh"
 need_numpy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ref.c - naive direct convolution in double precision. */
 #include "autoconfig.h"
 

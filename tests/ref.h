@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ref.h - naive references the kernels are checked against (tests only). */
 #ifndef ATROUSD_REF_H
 #define ATROUSD_REF_H

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_model.sh - `atrous run` on the demo model agrees with the daemon's
 # NumPy reference, and refuses bad input with exit 1 and no output.
 . "$(dirname "$0")/lib.sh"

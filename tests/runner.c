@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runner.c - run a libcheck suite and turn the result into an exit status. */
 #include "autoconfig.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runner.h - the one way the libcheck suites run (tests only). */
 #ifndef ATROUSD_RUNNER_H
 #define ATROUSD_RUNNER_H

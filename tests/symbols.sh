@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # symbols.sh - every global symbol of the internal libraries carries its
 # module's prefix (tensor_*, conv_*, ...), so names say where they live.
 . "$(dirname "$0")/lib.sh"

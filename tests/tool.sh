@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tool.sh - the atrous command line: usage and data errors, exit codes, no
 # output left behind on failure, and results against NumPy.
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_config.c - libFuzzer target: configuration file text through the
  * option table, then validation. */
 #include "autoconfig.h"

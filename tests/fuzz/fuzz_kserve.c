@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_kserve.c - libFuzzer target: KServe v2 infer bodies, JSON and binary.
  * The first two bytes choose Inference-Header-Content-Length (0xffff: no
  * header); the rest is the body, decoded for a small fixed model. */

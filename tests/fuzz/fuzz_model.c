@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_model.c - libFuzzer target: model.json uploads (inline tensors) and
  * .npy images, as the model directory and the admin API load them.  Odd
  * first bytes go to the npy reader, even ones to the model loader. */

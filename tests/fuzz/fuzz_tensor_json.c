@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_tensor_json.c - libFuzzer target: a native request body through the
  * codec and the layer parser, as /v1/atrous_conv2d, /v1/aspp and
  * /v1/sequential decode it.  Any input must be refused cleanly or accepted. */

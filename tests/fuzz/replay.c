@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* replay.c - run a fuzz target's seeds and regression inputs without
  * libFuzzer, so every `make check` (and the sanitizer build) replays them.
  * Usage: fuzz_replay_TARGET FILE_OR_DIR... ; exits 0 when no input crashes. */

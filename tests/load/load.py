@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Load and overload against the real daemon with wrk (a benchmark-style
 report; it asserts only correctness properties):
 

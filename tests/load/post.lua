@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- post.lua - wrk script: POST a JSON body read from the file named by the
 -- ATROUSD_BODY environment variable, tally status codes and check that every
 -- 503 carries Retry-After.  done() prints one JSON line for load.py.
