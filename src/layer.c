@@ -10,37 +10,48 @@
 #include "layer.h"
 #include "error.h"
 
-int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
-                   const struct par_runner *runner, struct tensor **out, double *useful_total,
-                   double *nominal_total, char *err)
+/* Plan, allocate the output and run; the plan runs on the calling thread
+ * when it is below min_flops (a fan-out costs more than it saves). */
+static int plan_and_run(const struct tensor *in, const struct tensor *filters,
+                        const struct tensor *bias, const struct conv_spec *spec,
+                        const struct par_runner *runner, double min_flops, struct tensor **out,
+                        double *useful, double *nominal, char *err)
 {
 	struct conv_plan *p;
 	struct tensor *y = NULL;
-	double useful, nominal;
+	double u, n;
 	int64_t odim[4];
 	int rc;
 
-	rc = conv_plan_new(&p, in->dim, c->filters, c->bias, &c->spec, NULL, err);
+	*out = NULL;
+	rc = conv_plan_new(&p, in->dim, filters, bias, spec, NULL, err);
 	if (rc < 0)
 		return rc;
 	conv_plan_output_shape(p, odim);
+	conv_plan_flops(p, &u, &n);
 	rc = tensor_new_uninit(&y, 4, odim, err);
 	if (rc == 0) {
-		conv_plan_flops(p, &useful, &nominal);
-		*useful_total += useful;
-		*nominal_total += nominal;
-		rc = conv_plan_run(p, in->data, y->data,
-		                   nominal < CONV_PARALLEL_MIN_FLOPS ? NULL : runner);
+		rc = conv_plan_run(p, in->data, y->data, n < min_flops ? NULL : runner);
 		if (rc < 0)
-			err_set(err, rc, "out of memory");
+			err_set(err, rc, "convolution failed: out of memory");
 	}
 	conv_plan_free(p);
 	if (rc < 0) {
 		tensor_free(y);
 		return rc;
 	}
+	*useful += u;
+	*nominal += n;
 	*out = y;
 	return 0;
+}
+
+int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
+                   const struct par_runner *runner, struct tensor **out, double *useful,
+                   double *nominal, char *err)
+{
+	return plan_and_run(in, c->filters, c->bias, &c->spec, runner, CONV_PARALLEL_MIN_FLOPS, out,
+	                    useful, nominal, err);
 }
 
 void conv_layer_clear(struct conv_layer *c)
@@ -56,33 +67,12 @@ int conv_atrous2d(const struct tensor *value, const struct tensor *filters,
                   const struct tensor *bias, const struct conv_spec *spec,
                   const struct par_runner *runner, struct tensor **out, char *err)
 {
-	struct conv_plan *p = NULL;
-	struct tensor *y = NULL;
-	int64_t odim[4];
+	double useful = 0, nominal = 0;
 	char shape[160];
-	int rc;
 
 	*out = NULL;
 	if (value->rank != 4)
 		return err_set(err, -EINVAL, "value must be rank 4 (NHWC), got shape %s",
 		               tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
-	rc = conv_plan_new(&p, value->dim, filters, bias, spec, NULL, err);
-	if (rc < 0)
-		return rc;
-	conv_plan_output_shape(p, odim);
-	rc = tensor_new_uninit(&y, 4, odim, err);
-	if (rc < 0)
-		goto fail;
-	rc = conv_plan_run(p, value->data, y->data, runner);
-	if (rc < 0) {
-		err_set(err, rc, "convolution failed: out of memory");
-		goto fail;
-	}
-	conv_plan_free(p);
-	*out = y;
-	return 0;
-fail:
-	tensor_free(y);
-	conv_plan_free(p);
-	return rc;
+	return plan_and_run(value, filters, bias, spec, runner, 0, out, &useful, &nominal, err);
 }
