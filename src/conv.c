@@ -196,21 +196,11 @@ static int plan_tasks(struct conv_plan *p, char *err)
 	return 0;
 }
 
-int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct tensor *filters,
-                  const struct tensor *bias, const struct conv_spec *s,
-                  const struct conv_out_layout *layout, char *err)
+/* The plan's dimensions, weights and output layout from checked arguments. */
+static void plan_fields(struct conv_plan *p, const int64_t vdim[4], const struct tensor *filters,
+                        const struct tensor *bias, const struct conv_spec *s,
+                        const struct conv_geom *g, const struct conv_out_layout *layout)
 {
-	struct conv_plan *p;
-	struct conv_geom g;
-	int rc;
-
-	*out = NULL;
-	rc = conv_geometry(vdim, filters, bias, s, &g, err);
-	if (rc < 0)
-		return rc;
-	p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return err_set(err, -ENOMEM, "out of memory");
 	p->n = vdim[0];
 	p->h = vdim[1];
 	p->w = vdim[2];
@@ -218,12 +208,12 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 	p->kh = filters->dim[0];
 	p->kw = filters->dim[1];
 	p->o = filters->dim[3];
-	p->oh = g.odim[1];
-	p->ow = g.odim[2];
+	p->oh = g->odim[1];
+	p->ow = g->odim[2];
 	p->rh = s->rate_h;
 	p->rw = s->rate_w;
-	p->pt = g.pad_top;
-	p->pl = g.pad_left;
+	p->pt = g->pad_top;
+	p->pl = g->pad_left;
 	p->act = s->act;
 	p->filters = filters->data;
 	p->bias = bias ? bias->data : NULL;
@@ -233,6 +223,47 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 	p->skip_center = layout ? layout->skip_center : 0;
 	p->ci = p->skip_center ? (p->kh - 1) / 2 : -1;
 	p->cj = p->skip_center ? (p->kw - 1) / 2 : -1;
+	p->nominal = 2.0 * (double)p->n * (double)p->oh * (double)p->ow * (double)(p->kh * p->kw) *
+	             (double)p->c * (double)p->o;
+}
+
+/* Collapse the regions into one over every tap, reading zeros for the
+ * padding; useful FLOPs stay those of the taps that read input. */
+static void collapse_padded(struct conv_plan *p)
+{
+	double useful = 0;
+	size_t r;
+
+	for (r = 0; r < p->nrows * p->ncols; r++) {
+		const struct seg *sr = &p->rows[r / p->ncols], *sc = &p->cols[r % p->ncols];
+
+		useful += 2.0 * (double)p->n * (double)(sr->len * sc->len) *
+		          (double)region_k(p, sr, sc) * (double)p->o;
+	}
+	p->rows[0] = (struct seg){ 0, p->oh, 0, p->kh - 1 };
+	p->cols[0] = (struct seg){ 0, p->ow, 0, p->kw - 1 };
+	p->nrows = p->ncols = 1;
+	p->padded = 1;
+	p->useful = useful;
+}
+
+int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct tensor *filters,
+                  const struct tensor *bias, const struct conv_spec *s,
+                  const struct conv_out_layout *layout, char *err)
+{
+	struct conv_plan *p;
+	struct conv_geom g;
+	double useful;
+	int rc;
+
+	*out = NULL;
+	rc = conv_geometry(vdim, filters, bias, s, &g, err);
+	if (rc < 0)
+		return rc;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	plan_fields(p, vdim, filters, bias, s, &g, layout);
 	if (p->skip_center && (s->padding != CONV_SAME || p->kh % 2 == 0 || p->kw % 2 == 0)) {
 		rc = err_set(err, -EINVAL, "skip_center needs an odd kernel and SAME padding");
 		goto fail;
@@ -243,36 +274,18 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 		             (long long)p->out_off, (long long)p->out_stride, (long long)p->o);
 		goto fail;
 	}
-	p->nominal = 2.0 * (double)p->n * (double)p->oh * (double)p->ow * (double)(p->kh * p->kw) *
-	             (double)p->c * (double)p->o;
 	if (make_segs(p->h, p->oh, p->kh, p->rh, p->pt, &p->rows, &p->nrows) < 0 ||
 	    make_segs(p->w, p->ow, p->kw, p->rw, p->pl, &p->cols, &p->ncols) < 0) {
 		rc = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (use_padded(p)) {
-		/* One region with every tap, reading zeros for the padding. */
-		double useful = 0;
-		size_t r;
-
-		for (r = 0; r < p->nrows * p->ncols; r++)
-			useful += 2.0 * (double)p->n *
-			          (double)(p->rows[r / p->ncols].len * p->cols[r % p->ncols].len) *
-			          (double)region_k(p, &p->rows[r / p->ncols],
-			                           &p->cols[r % p->ncols]) *
-			          (double)p->o;
-		p->rows[0] = (struct seg){ 0, p->oh, 0, p->kh - 1 };
-		p->cols[0] = (struct seg){ 0, p->ow, 0, p->kw - 1 };
-		p->nrows = p->ncols = 1;
-		p->padded = 1;
-		if (p->n > 0 && (rc = plan_tasks(p, err)) < 0)
-			goto fail;
-		p->useful = useful;
-	} else if (p->n > 0) {
-		rc = plan_tasks(p, err);
-		if (rc < 0)
-			goto fail;
-	}
+	if (use_padded(p))
+		collapse_padded(p);
+	useful = p->useful;
+	if (p->n > 0 && (rc = plan_tasks(p, err)) < 0)
+		goto fail;
+	if (p->padded)
+		p->useful = useful; /* plan_tasks counted the padding's taps too */
 	*out = p;
 	return 0;
 fail:

@@ -251,34 +251,27 @@ static void process_metrics(const struct metrics *mt, struct buf *b)
 	buf_printf(b, "process_start_time_seconds %.3f\n", mt->start_time);
 }
 
-void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g)
+/* Requests by endpoint and code, and their durations by endpoint. */
+static void render_requests(struct metrics *mt, struct buf *b)
 {
-	long long inflight;
 	char labels[128];
 	size_t e, c;
-	int i, n;
 
-	header(b, "atrousd_build_info", "gauge", "Build information; the value is always 1.");
-	buf_printf(b, "atrousd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	header(b, "atrousd_requests_total", "counter",
 	       "HTTP requests answered, by endpoint and status code.");
 	for (e = 0; e < NENDPOINTS; e++)
 		for (c = 0; c < NCODES; c++) {
 			uint64_t v = __atomic_load_n(&mt->requests[e][c], __ATOMIC_RELAXED);
+			char code[16];
 
 			if (v == 0)
 				continue;
 			if (c < NCODES - 1)
-				buf_printf(b,
-				           "atrousd_requests_total{endpoint=\"%s\",code=\"%d\"} "
-				           "%llu\n",
-				           endpoint_label((enum endpoint)e), codes[c],
-				           (unsigned long long)v);
+				snprintf(code, sizeof(code), "%d", codes[c]);
 			else
-				buf_printf(b,
-				           "atrousd_requests_total{endpoint=\"%s\",code=\"other\"} "
-				           "%llu\n",
-				           endpoint_label((enum endpoint)e), (unsigned long long)v);
+				snprintf(code, sizeof(code), "other");
+			buf_printf(b, "atrousd_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
+			           endpoint_label((enum endpoint)e), code, (unsigned long long)v);
 		}
 	header(b, "atrousd_request_duration_seconds", "histogram",
 	       "Time from the request line to the reply, by endpoint.");
@@ -289,6 +282,13 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 		         endpoint_label((enum endpoint)e));
 		put_histo(b, "atrousd_request_duration_seconds", labels, &mt->duration[e]);
 	}
+}
+
+/* The stages of computations, and compute time by model. */
+static void render_stages(struct metrics *mt, struct buf *b)
+{
+	int i, n;
+
 	header(b, "atrousd_queue_duration_seconds", "histogram",
 	       "Time computations waited for a worker.");
 	put_histo(b, "atrousd_queue_duration_seconds", "", &mt->queue);
@@ -313,7 +313,16 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 			          &mt->models[i].compute);
 		buf_free(&lb);
 	}
-	inflight = __atomic_load_n(&mt->inflight, __ATOMIC_RELAXED);
+}
+
+void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g)
+{
+	long long inflight = __atomic_load_n(&mt->inflight, __ATOMIC_RELAXED);
+
+	header(b, "atrousd_build_info", "gauge", "Build information; the value is always 1.");
+	buf_printf(b, "atrousd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	render_requests(mt, b);
+	render_stages(mt, b);
 	scalar(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.",
 	       g->queue_depth);
 	scalar(b, "atrousd_inflight_requests", "gauge", "Requests received and not yet answered.",
