@@ -2,9 +2,9 @@
 /* atrousd.c - the daemon's main: settings, subsystems in order, signals.
  *
  * Start: config -> metrics, models, pool, api -> models loaded -> listen
- * socket (or the one systemd passed) -> HTTP -> READY=1.  SIGHUP reloads the models.
- * SIGTERM/SIGINT: STOPPING=1, readiness 503, stop accepting, drain in-flight requests, tear down in
- * reverse order, exit 0.
+ * socket (or the one systemd passed) -> HTTP -> READY=1.  SIGHUP reloads the
+ * models.  SIGTERM/SIGINT: STOPPING=1, readiness 503, stop accepting, drain
+ * in-flight requests, tear down in reverse order, exit 0.
  */
 #include "autoconfig.h"
 
