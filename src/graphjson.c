@@ -216,3 +216,103 @@ int graphjson_layers(struct graph **out, json_t *layers, graphjson_tensor_fn get
 	*out = g;
 	return 0;
 }
+
+/* "field":{"npy":"FILE"} through save. */
+static int put_tensor(struct buf *b, const char *field, const struct tensor *t, const char *hint,
+                      graphjson_save_fn save, void *ctx, char *err)
+{
+	char file[256];
+	int rc = save(ctx, t, hint, file, sizeof(file), err);
+
+	if (rc < 0)
+		return rc;
+	buf_printf(b, "\"%s\":{\"npy\":", field);
+	buf_json_string(b, file);
+	buf_puts(b, "}");
+	return 0;
+}
+
+/* One convolution's keys; with_spec adds rate and padding (1x1 pooling and
+ * projection layers have neither). */
+static int put_clayer(struct buf *b, const struct conv_layer *c, const char *hint, int with_spec,
+                      graphjson_save_fn save, void *ctx, char *err)
+{
+	char h[64];
+	int rc;
+
+	snprintf(h, sizeof(h), "%s_filters", hint);
+	rc = put_tensor(b, "filters", c->filters, h, save, ctx, err);
+	if (rc == 0 && c->bias != NULL) {
+		snprintf(h, sizeof(h), "%s_bias", hint);
+		buf_puts(b, ",");
+		rc = put_tensor(b, "bias", c->bias, h, save, ctx, err);
+	}
+	if (rc < 0)
+		return rc;
+	if (with_spec)
+		buf_printf(b, ",\"rate\":[%lld,%lld],\"padding\":\"%s\"", (long long)c->spec.rate_h,
+		           (long long)c->spec.rate_w,
+		           c->spec.padding == CONV_SAME ? "SAME" : "VALID");
+	buf_printf(b, ",\"activation\":\"%s\"", c->spec.act == CONV_ACT_RELU ? "relu" : "none");
+	return 0;
+}
+
+static int put_aspp(struct buf *b, const struct aspp *a, const char *hint, graphjson_save_fn save,
+                    void *ctx, char *err)
+{
+	char h[64];
+	size_t k;
+	int rc = 0;
+
+	buf_puts(b, "{\"type\":\"aspp\"");
+	if (a->pool != NULL) {
+		snprintf(h, sizeof(h), "%s_pool", hint);
+		buf_puts(b, ",\"image_pooling\":{");
+		rc = put_clayer(b, a->pool, h, 0, save, ctx, err);
+		buf_puts(b, "}");
+	}
+	buf_puts(b, ",\"branches\":[");
+	for (k = 0; k < a->nbranches && rc == 0; k++) {
+		snprintf(h, sizeof(h), "%s_b%zu", hint, k);
+		buf_puts(b, k ? ",{" : "{");
+		rc = put_clayer(b, &a->branches[k], h, 1, save, ctx, err);
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
+	if (rc == 0 && a->proj != NULL) {
+		snprintf(h, sizeof(h), "%s_proj", hint);
+		buf_puts(b, ",\"projection\":{");
+		rc = put_clayer(b, a->proj, h, 0, save, ctx, err);
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "}");
+	return rc;
+}
+
+int graphjson_write(struct buf *b, const struct graph *g, graphjson_save_fn save, void *ctx,
+                    char *err)
+{
+	char hint[32];
+	size_t i;
+	int rc = 0;
+
+	buf_puts(b, "[");
+	for (i = 0; i < graph_size(g) && rc == 0; i++) {
+		const struct graph_layer *l = graph_layer((struct graph *)g, i);
+
+		snprintf(hint, sizeof(hint), "l%zu", i);
+		if (i > 0)
+			buf_puts(b, ",\n  ");
+		if (l->type == GRAPH_ASPP) {
+			rc = put_aspp(b, &l->aspp, hint, save, ctx, err);
+			continue;
+		}
+		buf_puts(b, "{\"type\":\"atrous_conv2d\",");
+		rc = put_clayer(b, &l->conv, hint, 1, save, ctx, err);
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
+	if (rc == 0 && buf_ok(b) < 0)
+		rc = err_set(err, -ENOMEM, "out of memory");
+	return rc;
+}

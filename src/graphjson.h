@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "graph.h"
 #include "tensor.h"
 
@@ -28,5 +29,15 @@ int graphjson_layer(struct graph **out, json_t *layer, const char *default_type,
 /* Build a sequential graph from a non-empty array of layer objects. */
 int graphjson_layers(struct graph **out, json_t *layers, graphjson_tensor_fn getter, void *ctx,
                      char *err);
+
+/* Saves tensor t under a file name made from hint ("l0_filters"); writes
+ * the name it used (relative to the model folder) into file. */
+typedef int (*graphjson_save_fn)(void *ctx, const struct tensor *t, const char *hint, char *file,
+                                 size_t len, char *err);
+
+/* Append the "layers" array of g as model.json writes it, each tensor as
+ * {"npy": FILE} through save. */
+int graphjson_write(struct buf *b, const struct graph *g, graphjson_save_fn save, void *ctx,
+                    char *err);
 
 #endif

@@ -20,6 +20,7 @@
 #include "graphjson.h"
 #include "model.h"
 #include "npy.h"
+#include "onnx.h"
 
 /* Largest model.json read from disk. */
 #define MODEL_JSON_MAX ((size_t)1 << 30)
@@ -28,6 +29,7 @@ struct model {
 	char name[MODEL_NAME_MAX + 1];
 	char in_name[64], out_name[64];
 	int64_t in_c, out_c;
+	int nchw; /* the edges are NCHW (ONNX); the graph runs NHWC */
 	struct graph *graph;
 	int refs; /* atomic */
 	struct model_stats st;
@@ -52,6 +54,11 @@ int model_name_ok(const char *name)
 const char *model_name(const struct model *m)
 {
 	return m->name;
+}
+
+int model_nchw(const struct model *m)
+{
+	return m->nchw;
 }
 
 const char *model_input_name(const struct model *m)
@@ -206,7 +213,8 @@ static int copy_name(json_t *obj, const char *def, char *dst, size_t len, const 
 static int build(const char *name, const char *body, size_t len, const char *dir,
                  int64_t max_elements, struct model **out, char *err)
 {
-	static const char *const keys[] = { "input", "output", "layers", "description", NULL };
+	static const char *const keys[] = { "input",       "output", "layers",
+		                            "description", "layout", NULL };
 	struct load_ctx ctx = { NULL, dir };
 	struct model *m;
 	json_t *root, *in, *outp, *v;
@@ -231,6 +239,13 @@ static int build(const char *name, const char *body, size_t len, const char *dir
 		rc = err_set(err, -EINVAL, "\"input\" and \"output\" must be objects");
 		goto fail;
 	}
+	v = json_object_get(root, "layout");
+	if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "NHWC") != 0 &&
+	                                         strcmp(json_string_value(v), "NCHW") != 0))) {
+		rc = err_set(err, -EINVAL, "\"layout\" must be \"NHWC\" or \"NCHW\"");
+		goto fail;
+	}
+	m->nchw = v != NULL && strcmp(json_string_value(v), "NCHW") == 0;
 	rc = copy_name(in, "input", m->in_name, sizeof(m->in_name), "input", err);
 	if (rc == 0)
 		rc = copy_name(outp, "output", m->out_name, sizeof(m->out_name), "output", err);
@@ -291,18 +306,63 @@ static int read_file(const char *path, char **buf, size_t *len, char *err)
 	return 0;
 }
 
+int model_load_onnx(const char *name, const void *data, size_t len, int64_t max_elements,
+                    struct model **out, char *err)
+{
+	struct onnx_model om;
+	struct model *m;
+	int rc;
+
+	*out = NULL;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	rc = onnx_import(data, len, max_elements, &om, err);
+	if (rc < 0) {
+		free(m);
+		return rc;
+	}
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->in_name, sizeof(m->in_name), "%s", om.input);
+	snprintf(m->out_name, sizeof(m->out_name), "%s", om.output);
+	m->refs = 1;
+	m->nchw = 1;
+	m->graph = om.graph;
+	m->in_c = om.in_channels;
+	rc = graph_check_channels(m->graph, &m->out_c, err);
+	if (rc < 0) {
+		graph_free(m->graph);
+		free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+/* The files a model folder may hold, in the order they are looked for. */
+static const char *const model_files[] = { "model.json", "model.onnx", "1/model.onnx" };
+
 int model_load_dir(const char *dir, const char *name, int64_t max_elements, struct model **out,
                    char *err)
 {
 	char path[PATH_MAX];
 	char *body = NULL;
-	size_t len = 0;
-	int rc;
+	size_t len = 0, i;
+	int rc = -ENOENT;
 
-	snprintf(path, sizeof(path), "%s/model.json", dir);
-	rc = read_file(path, &body, &len, err);
-	if (rc == 0)
+	*out = NULL;
+	for (i = 0; i < sizeof(model_files) / sizeof(model_files[0]) && rc == -ENOENT; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, model_files[i]);
+		rc = read_file(path, &body, &len, err);
+	}
+	if (rc == -ENOENT) {
+		err_set(err, rc, "no model.json, model.onnx or 1/model.onnx");
+		snprintf(path, sizeof(path), "%s", dir);
+	} else if (rc == 0 && i == 1) {
 		rc = build(name, body, len, dir, max_elements, out, err);
+	} else if (rc == 0) {
+		rc = model_load_onnx(name, body, len, max_elements, out, err);
+	}
 	free(body);
 	if (rc < 0)
 		err_prefix(err, "model %s: %s", name, path);

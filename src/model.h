@@ -37,9 +37,14 @@ struct model_stats {
 /* Is name a valid model name: [A-Za-z0-9_.-]{1,64}, not starting with '.'? */
 int model_name_ok(const char *name);
 
-/* Load one model from dir/model.json; errors name the model, file and field. */
+/* Load one model from dir: model.json, else model.onnx or 1/model.onnx (as
+ * Triton lays out a repository); errors name the model, file and field. */
 int model_load_dir(const char *dir, const char *name, int64_t max_elements, struct model **out,
                    char *err);
+
+/* Build a model from the bytes of an ONNX file (its edges are NCHW). */
+int model_load_onnx(const char *name, const void *data, size_t len, int64_t max_elements,
+                    struct model **out, char *err);
 
 /* Build a model from a model.json body with inline tensors (an upload). */
 int model_load_body(const char *name, const char *body, size_t len, int64_t max_elements,
@@ -48,6 +53,7 @@ int model_load_body(const char *name, const char *body, size_t len, int64_t max_
 /* Borrowed views of a model. */
 const char *model_name(const struct model *m);
 const char *model_input_name(const struct model *m);
+int model_nchw(const struct model *m); /* the model's inputs and outputs are NCHW */
 const char *model_output_name(const struct model *m);
 int64_t model_in_channels(const struct model *m);
 int64_t model_out_channels(const struct model *m);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* models.c - the served set of models: load every folder of the model
- * directory, swap the new set in at once, and persist uploads and deletions
- * atomically (temporary file or folder, fsync, rename, fsync of the parent). */
+ * directory, swap the new set in at once; uploads, repository loads,
+ * unloads and deletes, each persisted atomically (store.c) before the set
+ * changes; and what the repository index reports for folders not served. */
 #include "autoconfig.h"
 
 #include <dirent.h>
@@ -20,6 +21,7 @@
 #include "error.h"
 #include "log.h"
 #include "models.h"
+#include "store.h"
 
 struct models {
 	char *dir; /* NULL: no model directory */
@@ -29,8 +31,17 @@ struct models {
 	unsigned deleted;      /* names the folders set aside by deletes (under write) */
 	struct model **set;    /* sorted by name, each holding a reference */
 	size_t n;
+	struct status *status; /* folders not served and why (under write) */
+	size_t nstatus;
 	void (*progress)(void *arg, const char *name);
 	void *progress_arg;
+};
+
+/* Why a folder is not served: it failed to load, or was unloaded. */
+struct status {
+	char name[MODEL_NAME_MAX + 1];
+	int unloaded;
+	char reason[ERR_LEN];
 };
 
 void models_set_progress(struct models *ms, void (*fn)(void *arg, const char *name), void *arg)
@@ -135,15 +146,99 @@ static void swap_set(struct models *ms, struct model **set, size_t n)
 	free(old);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* The status entry of name, added when add is set (NULL on no memory). */
+static struct status *status_of(struct models *ms, const char *name, int add)
 {
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
+	struct status *st;
+	size_t i;
+
+	for (i = 0; i < ms->nstatus; i++)
+		if (strcmp(ms->status[i].name, name) == 0)
+			return &ms->status[i];
+	if (!add)
+		return NULL;
+	st = realloc(ms->status, (ms->nstatus + 1) * sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	ms->status = st;
+	st = &ms->status[ms->nstatus++];
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "%s", name);
+	return st;
 }
 
-static void rm_tree(const char *path)
+static void status_clear(struct models *ms, const char *name)
 {
-	if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-		log_warn("cannot remove %s: %s", path, strerror(errno));
+	struct status *st = status_of(ms, name, 0);
+
+	if (st != NULL)
+		*st = ms->status[--ms->nstatus];
+}
+
+static void status_failed(struct models *ms, const char *name, const char *why)
+{
+	struct status *st = status_of(ms, name, 1);
+
+	if (st != NULL)
+		snprintf(st->reason, sizeof(st->reason), "%s", why);
+}
+
+/* Serve m in place of any model of its name (m's reference moves in). */
+static int set_replace(struct models *ms, struct model *m, char *err)
+{
+	struct model **set;
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&ms->lock);
+	set = calloc(ms->n + 1, sizeof(*set));
+	for (i = 0; set && i < ms->n; i++)
+		if (strcmp(model_name(ms->set[i]), model_name(m)) != 0)
+			set[n++] = model_ref(ms->set[i]);
+	pthread_mutex_unlock(&ms->lock);
+	if (set == NULL) {
+		model_unref(m);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	set[n++] = m;
+	swap_set(ms, set, n);
+	status_clear(ms, model_name(m));
+	return 0;
+}
+
+/* Stop serving name; 0, or -ENOENT when it is not served. */
+static int set_remove(struct models *ms, const char *name, char *err)
+{
+	struct model **set;
+	size_t i, n = 0;
+	int found = 0;
+
+	pthread_mutex_lock(&ms->lock);
+	set = calloc(ms->n ? ms->n : 1, sizeof(*set));
+	for (i = 0; set && i < ms->n; i++) {
+		if (strcmp(model_name(ms->set[i]), name) != 0)
+			set[n++] = model_ref(ms->set[i]);
+		else
+			found = 1;
+	}
+	pthread_mutex_unlock(&ms->lock);
+	if (set == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	if (!found) {
+		free(set);
+		return err_set(err, -ENOENT, "no model named \"%s\"", name);
+	}
+	swap_set(ms, set, n);
+	return 0;
+}
+
+/* A folder entry of the model directory that may hold a model. */
+static int is_model_folder(const struct models *ms, const char *entry, char *path)
+{
+	struct stat st;
+
+	snprintf(path, PATH_MAX, "%s/%s", ms->dir, entry);
+	return entry[0] != '.' && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	       model_name_ok(entry);
 }
 
 int models_reload(struct models *ms, size_t *loaded, size_t *failed)
@@ -152,6 +247,7 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 	size_t n = 0, cap = 0;
 	struct dirent *e;
 	char err[ERR_LEN], path[PATH_MAX];
+	const struct status *st;
 	DIR *d;
 
 	*loaded = *failed = 0;
@@ -167,28 +263,32 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 		return rc;
 	}
 	while ((e = readdir(d)) != NULL) {
-		struct stat st;
-
-		snprintf(path, sizeof(path), "%s/%s", ms->dir, e->d_name);
 		if (strncmp(e->d_name, ".upload-", 8) == 0 ||
 		    strncmp(e->d_name, ".deleted-", 9) == 0) {
-			rm_tree(path); /* left by an interrupted upload or delete */
+			snprintf(path, sizeof(path), "%s/%s", ms->dir, e->d_name);
+			store_remove(path); /* left by an interrupted upload or delete */
 			continue;
 		}
-		if (e->d_name[0] == '.' || stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-			continue;
-		if (!model_name_ok(e->d_name)) {
-			log_warn("models_dir: skipping \"%s\": not a valid model name", e->d_name);
+		if (!is_model_folder(ms, e->d_name, path)) {
+			if (e->d_name[0] != '.' && !model_name_ok(e->d_name))
+				log_warn("models_dir: skipping \"%s\": not a valid model name",
+				         e->d_name);
 			continue;
 		}
+		st = status_of(ms, e->d_name, 0);
+		if (st != NULL && st->unloaded)
+			continue; /* unloaded by request: loaded again by request */
 		if (ms->progress != NULL)
 			ms->progress(ms->progress_arg, e->d_name);
 		if (model_load_dir(path, e->d_name, ms->max_elements, &m, err) < 0) {
 			log_error("%s", err);
+			status_failed(ms, e->d_name, err);
 			(*failed)++;
 			m = models_get(ms, e->d_name); /* keep the previous version */
 			if (m == NULL)
 				continue;
+		} else {
+			status_clear(ms, e->d_name);
 		}
 		if (n == cap) {
 			struct model **ns = realloc(set, (cap = cap ? cap * 2 : 16) * sizeof(*set));
@@ -208,104 +308,12 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 	return 0;
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-static int write_file_synced(const char *path, const char *body, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), rc = 0;
-	size_t off = 0;
-
-	if (fd < 0)
-		return -errno;
-	while (off < len && rc == 0) {
-		ssize_t w = write(fd, body + off, len - off);
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		else if (w > 0)
-			off += (size_t)w;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
-/* snprintf that reports truncation as -ENAMETOOLONG. */
-static int pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int pathf(char *out, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(out, PATH_MAX, fmt, ap);
-	va_end(ap);
-	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
-}
-
-/* Write dir/name/model.json so that a crash leaves the old or the new. */
-static int persist(const char *dir, const char *name, const char *body, size_t len, int *created)
-{
-	char target[PATH_MAX], tmp[PATH_MAX], file[PATH_MAX];
-	struct stat st;
-	int rc;
-
-	if (pathf(target, "%s/%s", dir, name) < 0)
-		return -ENAMETOOLONG;
-	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
-		/* Existing folder: replace model.json by rename. */
-		*created = 0;
-		if (pathf(tmp, "%s/.model.json.%ld", target, (long)getpid()) < 0 ||
-		    pathf(file, "%s/model.json", target) < 0)
-			return -ENAMETOOLONG;
-		unlink(tmp);
-		rc = write_file_synced(tmp, body, len);
-		if (rc == 0 && rename(tmp, file) < 0)
-			rc = -errno;
-		if (rc < 0)
-			unlink(tmp);
-		return rc == 0 ? fsync_path(target) : rc;
-	}
-	/* New model: build the folder aside, then rename it into place. */
-	*created = 1;
-	if (pathf(tmp, "%s/.upload-XXXXXX", dir) < 0)
-		return -ENAMETOOLONG;
-	if (mkdtemp(tmp) == NULL)
-		return -errno;
-	if (pathf(file, "%s/model.json", tmp) < 0) {
-		rm_tree(tmp);
-		return -ENAMETOOLONG;
-	}
-	rc = write_file_synced(file, body, len);
-	if (rc == 0)
-		rc = fsync_path(tmp);
-	if (rc == 0 && rename(tmp, target) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		rm_tree(tmp);
-		return rc;
-	}
-	return fsync_path(dir);
-}
-
 int models_put(struct models *ms, const char *name, const char *body, size_t len, int *created,
                char *err)
 {
-	struct model *m, **set;
-	size_t i, n = 0;
+	struct store_file f = { "model.json", body, len };
+	char tmp[PATH_MAX];
+	struct model *m;
 	int rc;
 
 	if (ms->dir == NULL)
@@ -315,34 +323,80 @@ int models_put(struct models *ms, const char *name, const char *body, size_t len
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&ms->write);
-	rc = persist(ms->dir, name, body, len, created);
-	if (rc < 0) {
-		pthread_mutex_unlock(&ms->write);
+	rc = store_stage(ms->dir, &f, 1, tmp, err);
+	if (rc == 0)
+		rc = store_install(ms->dir, name, tmp, created, err);
+	if (rc == 0)
+		rc = set_replace(ms, m, err);
+	else
 		model_unref(m);
-		return err_set(err, rc, "model %s: cannot store: %s", name, strerror(-rc));
-	}
-	pthread_mutex_lock(&ms->lock);
-	set = calloc(ms->n + 1, sizeof(*set));
-	for (i = 0; set && i < ms->n; i++)
-		if (strcmp(model_name(ms->set[i]), name) != 0)
-			set[n++] = model_ref(ms->set[i]);
-	pthread_mutex_unlock(&ms->lock);
-	if (set == NULL) {
-		pthread_mutex_unlock(&ms->write);
-		model_unref(m);
-		return err_set(err, -ENOMEM, "out of memory");
-	}
-	set[n++] = m;
-	swap_set(ms, set, n);
 	pthread_mutex_unlock(&ms->write);
-	return 0;
+	return rc;
+}
+
+int models_load(struct models *ms, const char *name, const struct store_file *files, size_t n,
+                int *created, char *err)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	struct model *m = NULL;
+	int rc;
+
+	*created = 0;
+	if (ms->dir == NULL)
+		return err_set(err, -EROFS, "no models_dir is configured: models cannot be loaded");
+	pthread_mutex_lock(&ms->write);
+	if (n == 0) {
+		/* Load (or reload) the folder as it is. */
+		if (!is_model_folder(ms, name, path)) {
+			pthread_mutex_unlock(&ms->write);
+			return err_set(err, -ENOENT, "no model folder \"%s\" in the repository",
+			               name);
+		}
+		rc = model_load_dir(path, name, ms->max_elements, &m, err);
+	} else {
+		/* Stage the files, load them from the staged folder, install. */
+		rc = store_stage(ms->dir, files, n, tmp, err);
+		if (rc == 0) {
+			rc = model_load_dir(tmp, name, ms->max_elements, &m, err);
+			if (rc < 0)
+				store_remove(tmp);
+		}
+		if (rc == 0 && (rc = store_install(ms->dir, name, tmp, created, err)) < 0) {
+			model_unref(m);
+			m = NULL;
+		}
+	}
+	/* On failure the previous version, if any, keeps serving. */
+	if (rc == 0)
+		rc = set_replace(ms, m, err);
+	else if (n == 0)
+		status_failed(ms, name, err);
+	pthread_mutex_unlock(&ms->write);
+	return rc;
+}
+
+int models_unload(struct models *ms, const char *name, char *err)
+{
+	struct status *st;
+	int rc;
+
+	pthread_mutex_lock(&ms->write);
+	rc = set_remove(ms, name, err);
+	if (rc == 0) {
+		st = status_of(ms, name, 1);
+		if (st != NULL) {
+			st->unloaded = 1;
+			snprintf(st->reason, sizeof(st->reason), "unloaded");
+		}
+	}
+	pthread_mutex_unlock(&ms->write);
+	return rc;
 }
 
 int models_delete(struct models *ms, const char *name, char *err)
 {
 	char target[PATH_MAX], aside[PATH_MAX];
-	struct model **set, *m;
-	size_t i, n = 0;
+	struct model *m;
 	int rc;
 
 	m = models_get(ms, name);
@@ -353,22 +407,79 @@ int models_delete(struct models *ms, const char *name, char *err)
 	snprintf(target, sizeof(target), "%s/%s", ms->dir, name);
 	snprintf(aside, sizeof(aside), "%s/.deleted-%s-%ld-%u", ms->dir, name, (long)getpid(),
 	         ms->deleted++);
-	rc = rename(target, aside) < 0 ? -errno : fsync_path(ms->dir);
+	rc = rename(target, aside) < 0 ? -errno : store_fsync_dir(ms->dir);
 	if (rc < 0) {
 		pthread_mutex_unlock(&ms->write);
 		return err_set(err, rc, "model %s: cannot delete: %s", name, strerror(-rc));
 	}
-	rm_tree(aside);
-	pthread_mutex_lock(&ms->lock);
-	set = calloc(ms->n ? ms->n : 1, sizeof(*set));
-	for (i = 0; set && i < ms->n; i++)
-		if (strcmp(model_name(ms->set[i]), name) != 0)
-			set[n++] = model_ref(ms->set[i]);
-	pthread_mutex_unlock(&ms->lock);
-	if (set != NULL)
-		swap_set(ms, set, n);
+	store_remove(aside);
+	rc = set_remove(ms, name, err);
+	status_clear(ms, name);
 	pthread_mutex_unlock(&ms->write);
+	return rc == -ENOENT ? 0 : rc; /* a racing unload already removed it */
+}
+
+static int by_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add name to a list of strdup'd names unless it is there. */
+static int add_name(char ***names, size_t *n, const char *name)
+{
+	char **nn;
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp((*names)[i], name) == 0)
+			return 0;
+	nn = realloc(*names, (*n + 1) * sizeof(*nn));
+	if (nn == NULL)
+		return -ENOMEM;
+	*names = nn;
+	nn[*n] = strdup(name);
+	if (nn[*n] == NULL)
+		return -ENOMEM;
+	(*n)++;
 	return 0;
+}
+
+int models_index(struct models *ms, void (*fn)(void *arg, const struct models_entry *e), void *arg)
+{
+	char **names = NULL, path[PATH_MAX];
+	size_t n = 0, i;
+	struct dirent *d;
+	DIR *dir;
+	int rc = 0;
+
+	pthread_mutex_lock(&ms->write);
+	dir = ms->dir ? opendir(ms->dir) : NULL;
+	while (dir != NULL && rc == 0 && (d = readdir(dir)) != NULL)
+		if (is_model_folder(ms, d->d_name, path))
+			rc = add_name(&names, &n, d->d_name);
+	if (dir != NULL)
+		closedir(dir);
+	pthread_mutex_lock(&ms->lock);
+	for (i = 0; rc == 0 && i < ms->n; i++)
+		rc = add_name(&names, &n, model_name(ms->set[i]));
+	pthread_mutex_unlock(&ms->lock);
+	if (rc == 0)
+		qsort(names, n, sizeof(*names), by_str);
+	for (i = 0; i < n; i++) {
+		struct model *m = rc == 0 ? models_get(ms, names[i]) : NULL;
+		const struct status *st = status_of(ms, names[i], 0);
+		struct models_entry e = { names[i], m != NULL, "" };
+
+		if (m == NULL)
+			e.reason = st != NULL ? st->reason : "not loaded";
+		if (rc == 0)
+			fn(arg, &e);
+		model_unref(m);
+		free(names[i]);
+	}
+	free(names);
+	pthread_mutex_unlock(&ms->write);
+	return rc < 0 ? -ENOMEM : 0;
 }
 
 void models_free(struct models *ms)
@@ -378,6 +489,7 @@ void models_free(struct models *ms)
 	swap_set(ms, NULL, 0);
 	pthread_mutex_destroy(&ms->lock);
 	pthread_mutex_destroy(&ms->write);
+	free(ms->status);
 	free(ms->dir);
 	free(ms);
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "store.h"
 
 struct models;
 
@@ -47,6 +48,28 @@ void models_foreach(struct models *ms, void (*fn)(void *arg, struct model *m), v
  * *created is 1 when the name was new. */
 int models_put(struct models *ms, const char *name, const char *body, size_t len, int *created,
                char *err);
+
+/* Triton's repository load: with no files, load (or reload) the folder
+ * dir/name as it is; with files, stage them, load the model from the staged
+ * folder, and install it as dir/name atomically.  A model that fails to
+ * load changes nothing: its previous version keeps serving.  Clears an
+ * unload.  *created is 1 when the folder was new. */
+int models_load(struct models *ms, const char *name, const struct store_file *files, size_t n,
+                int *created, char *err);
+
+/* Stop serving a model and skip it in reloads until it is loaded again (its
+ * folder stays); -ENOENT when it is not served. */
+int models_unload(struct models *ms, const char *name, char *err);
+
+/* One row of the repository index. */
+struct models_entry {
+	const char *name;
+	int ready;          /* served */
+	const char *reason; /* when not served: the load error, "unloaded", ... */
+};
+
+/* Call fn for every model folder and every served model, in name order. */
+int models_index(struct models *ms, void (*fn)(void *arg, const struct models_entry *e), void *arg);
 
 /* Remove a model from disk (atomically) and from the served set. */
 int models_delete(struct models *ms, const char *name, char *err);

@@ -172,6 +172,51 @@ int tensor_reshape(struct tensor *t, int rank, const int64_t *dim, char *err)
 	return 0;
 }
 
+/* dst[j * rows + i] = src[i * cols + j] for a rows x cols matrix, in
+ * blocks so that both sides stay in cache. */
+static void transpose2(float *dst, const float *src, int64_t rows, int64_t cols)
+{
+	const int64_t bs = 32;
+	int64_t i0, j0, i, j;
+
+	for (i0 = 0; i0 < rows; i0 += bs)
+		for (j0 = 0; j0 < cols; j0 += bs)
+			for (i = i0; i < i0 + bs && i < rows; i++)
+				for (j = j0; j < j0 + bs && j < cols; j++)
+					dst[j * rows + i] = src[i * cols + j];
+}
+
+int tensor_transpose_layout(const struct tensor *in, int to_nhwc, struct tensor **out, char *err)
+{
+	int64_t n = in->dim[0], hw, c, dim[4], b;
+	char shape[160];
+	int rc;
+
+	*out = NULL;
+	if (in->rank != 4)
+		return err_set(err, -EINVAL, "a layout change needs rank 4, got shape %s",
+		               tensor_shape_str(in->rank, in->dim, shape, sizeof(shape)));
+	if (to_nhwc) {
+		c = in->dim[1];
+		hw = in->dim[2] * in->dim[3];
+		dim[0] = n, dim[1] = in->dim[2], dim[2] = in->dim[3], dim[3] = c;
+	} else {
+		c = in->dim[3];
+		hw = in->dim[1] * in->dim[2];
+		dim[0] = n, dim[1] = c, dim[2] = in->dim[1], dim[3] = in->dim[2];
+	}
+	rc = tensor_new_uninit(out, 4, dim, err);
+	if (rc < 0 || in->count == 0)
+		return rc;
+	/* Per image: [C, HW] <-> [HW, C]. */
+	for (b = 0; b < n; b++)
+		if (to_nhwc)
+			transpose2((*out)->data + b * hw * c, in->data + b * hw * c, c, hw);
+		else
+			transpose2((*out)->data + b * hw * c, in->data + b * hw * c, hw, c);
+	return 0;
+}
+
 void tensor_free(struct tensor *t)
 {
 	if (t == NULL)

@@ -53,6 +53,10 @@ int tensor_adopt(struct tensor **out, int rank, const int64_t *dim, float *data,
 /* Give t another shape of the same element count (-EINVAL otherwise). */
 int tensor_reshape(struct tensor *t, int rank, const int64_t *dim, char *err);
 
+/* A new rank-4 tensor with in's axes permuted between NCHW and NHWC:
+ * to_nhwc reads in as [N,C,H,W] and writes [N,H,W,C]; else the reverse. */
+int tensor_transpose_layout(const struct tensor *in, int to_nhwc, struct tensor **out, char *err);
+
 /* Free a tensor; NULL is allowed. */
 void tensor_free(struct tensor *t);
 

@@ -153,6 +153,47 @@ START_TEST(test_adopt_reshape)
 }
 END_TEST
 
+START_TEST(test_transpose_layout)
+{
+	int64_t dim[4] = { 2, 3, 5, 7 }, n, c, y, x;
+	struct tensor *t, *u, *back;
+	char err[ERR_LEN];
+	size_t i;
+
+	ck_assert_int_eq(tensor_new(&t, 4, dim, err), 0);
+	for (i = 0; i < t->count; i++)
+		t->data[i] = (float)i;
+	/* t is NCHW [2,3,5,7]; u must be NHWC [2,5,7,3] with the same elements. */
+	ck_assert_int_eq(tensor_transpose_layout(t, 1, &u, err), 0);
+	ck_assert_int_eq(u->dim[1], 5);
+	ck_assert_int_eq(u->dim[2], 7);
+	ck_assert_int_eq(u->dim[3], 3);
+	for (n = 0; n < 2; n++)
+		for (c = 0; c < 3; c++)
+			for (y = 0; y < 5; y++)
+				for (x = 0; x < 7; x++)
+					ck_assert(u->data[tensor_index4(u, n, y, x, c)] ==
+					          t->data[tensor_index4(t, n, c, y, x)]);
+	ck_assert_int_eq(tensor_transpose_layout(u, 0, &back, err), 0);
+	ck_assert_int_eq(memcmp(back->dim, t->dim, sizeof(dim)), 0);
+	ck_assert_int_eq(memcmp(back->data, t->data, t->count * sizeof(float)), 0);
+	tensor_free(back);
+	tensor_free(u);
+	tensor_free(t);
+	/* Empty tensors keep their shape; rank 2 is refused. */
+	dim[2] = 0;
+	ck_assert_int_eq(tensor_new(&t, 4, dim, err), 0);
+	ck_assert_int_eq(tensor_transpose_layout(t, 1, &u, err), 0);
+	ck_assert_uint_eq(u->count, 0);
+	ck_assert_int_eq(u->dim[3], 3);
+	tensor_free(u);
+	tensor_free(t);
+	ck_assert_int_eq(tensor_new(&t, 2, dim, err), 0);
+	ck_assert_int_eq(tensor_transpose_layout(t, 1, &u, err), -EINVAL);
+	tensor_free(t);
+}
+END_TEST
+
 int main(void)
 
 {
@@ -165,6 +206,7 @@ int main(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_view);
 	tcase_add_test(tc, test_adopt_reshape);
+	tcase_add_test(tc, test_transpose_layout);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
