@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,10 @@
 #include "graph.h"
 #include "model.h"
 #include "npy.h"
+#include "onnx.h"
+#include "store.h"
+#include "buf.h"
+#include "graphjson.h"
 
 #define EXIT_DATA  1
 #define EXIT_USAGE 2
@@ -82,6 +87,7 @@ struct flag {
 
 struct command {
 	const char *name;
+	const char *operand; /* the one positional argument ("MODEL.onnx"), or NULL */
 	const char *summary;
 	const struct flag *flags; /* ends with a NULL name */
 	int (*run)(const struct command *cmd, int argc, char **argv);
@@ -94,7 +100,8 @@ static void print_command(FILE *f, const struct command *cmd)
 	const struct flag *fl;
 	char left[40];
 
-	fprintf(f, "atrous %s: %s\n", cmd->name, cmd->summary);
+	fprintf(f, "atrous %s%s%s: %s\n", cmd->name, cmd->operand ? " " : "",
+	        cmd->operand ? cmd->operand : "", cmd->summary);
 	for (fl = cmd->flags; fl->name != NULL; fl++) {
 		snprintf(left, sizeof(left), "--%s%s%s", fl->name, fl->metavar ? " " : "",
 		         fl->metavar ? fl->metavar : "");
@@ -121,10 +128,12 @@ static void print_usage(FILE *f)
 	      f);
 }
 
-/* getopt over a command's flags: calls on(ctx, val, optarg) for each; 1
+/* getopt over a command's flags: calls on(ctx, val, optarg) for each and
+ * sets *operand to the positional argument when the command takes one; 1
  * after printing the command's help, 0, or EXIT_USAGE. */
 static int parse_flags(const struct command *cmd, int argc, char **argv,
-                       int (*on)(void *ctx, int val, const char *arg), void *ctx)
+                       int (*on)(void *ctx, int val, const char *arg), void *ctx,
+                       const char **operand)
 {
 	struct option lo[16];
 	size_t n = 0;
@@ -150,9 +159,41 @@ static int parse_flags(const struct command *cmd, int argc, char **argv,
 		if (rc != 0)
 			return rc;
 	}
+	if (cmd->operand != NULL) {
+		if (optind >= argc)
+			return usage_error("%s needs %s", cmd->name, cmd->operand);
+		*operand = argv[optind++];
+	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	return 0;
+}
+
+/* A whole file of at most max bytes into a new buffer. */
+static int read_whole(const char *path, size_t max, void **data, size_t *len, char *err)
+{
+	FILE *f = fopen(path, "rb");
+	long size;
+
+	*data = NULL;
+	if (f == NULL)
+		return err_set(err, -errno, "%s", strerror(errno));
+	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
+		fclose(f);
+		return err_set(err, -EINVAL, "not a regular file");
+	}
+	if ((size_t)size > max) {
+		fclose(f);
+		return err_set(err, -E2BIG, "%ld bytes (at most %zu)", size, max);
+	}
+	*data = malloc((size_t)size + 1);
+	if (*data == NULL) {
+		fclose(f);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	*len = fread(*data, 1, (size_t)size, f);
+	fclose(f);
+	return *len == (size_t)size ? 0 : err_set(err, -EIO, "short read");
 }
 
 /* conv2d */
@@ -197,7 +238,7 @@ static int cmd_conv2d(const struct command *cmd, int argc, char **argv)
 	char err[ERR_LEN];
 	int rc, status = EXIT_DATA;
 
-	rc = parse_flags(cmd, argc, argv, conv2d_flag, &a);
+	rc = parse_flags(cmd, argc, argv, conv2d_flag, &a, NULL);
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
 	if (!a.value || !a.filters || !a.rate || !a.padding || !a.output)
@@ -227,7 +268,7 @@ static int cmd_conv2d(const struct command *cmd, int argc, char **argv)
 
 static const struct flag run_flags[] = {
 	{ "model", 'm', "DIR/NAME", "a stored model's folder (model.json and its .npy files)" },
-	{ "value", 'v', "FILE", "input, float32 NHWC with the model's input channels" },
+	{ "value", 'v', "FILE", "input, float32 in the model's layout (NHWC, NCHW if imported)" },
 	{ "output", 'o', "FILE", "where to write the float32 result" },
 	{ "help", 'h', NULL, "show this command's help" },
 	{ NULL, 0, NULL, NULL },
@@ -259,7 +300,7 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 	int64_t odim[4];
 	int rc, status = EXIT_DATA;
 
-	rc = parse_flags(cmd, argc, argv, run_flag, &a);
+	rc = parse_flags(cmd, argc, argv, run_flag, &a, NULL);
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
 	if (!a.model || !a.value || !a.output)
@@ -272,12 +313,28 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 	if (rc == 0)
 		rc = npy_load(a.value, &value, err);
 	if (rc == 0 && value->rank != 4)
-		rc = err_set(err, -EINVAL, "%s: value must be rank 4 (NHWC), got shape %s", a.value,
+		rc = err_set(err, -EINVAL, "%s: value must be rank 4 (%s), got shape %s", a.value,
+		             model_nchw(m) ? "NCHW" : "NHWC",
 		             tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
+	if (rc == 0 && model_nchw(m)) {
+		/* The model's edges are NCHW, its graph NHWC. */
+		struct tensor *nhwc;
+
+		rc = tensor_transpose_layout(value, 1, &nhwc, err);
+		tensor_free(value);
+		value = nhwc;
+	}
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), value->dim, 0, odim, err);
 	if (rc == 0)
 		rc = graph_run(model_graph(m), value, NULL, &out, NULL, err);
+	if (rc == 0 && model_nchw(m)) {
+		struct tensor *nchw;
+
+		rc = tensor_transpose_layout(out, 0, &nchw, err);
+		tensor_free(out);
+		out = nchw;
+	}
 	if (rc == 0)
 		rc = npy_save(a.output, out, err);
 	if (rc < 0)
@@ -288,6 +345,166 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 	tensor_free(value);
 	model_unref(m);
 	return status;
+}
+
+/* import */
+
+static const struct flag import_flags[] = {
+	{ "output", 'o', "DIR/NAME",
+	  "the model folder to write (replaced atomically if it exists)" },
+	{ "help", 'h', NULL, "show this command's help" },
+	{ NULL, 0, NULL, NULL },
+};
+
+struct import_args {
+	const char *output;
+};
+
+static int import_flag(void *ctx, int val, const char *arg)
+{
+	struct import_args *a = ctx;
+
+	if (val == 'o')
+		a->output = arg;
+	return 0;
+}
+
+/* The model folder's files, built in memory. */
+struct folder {
+	struct store_file *files;
+	size_t n;
+};
+
+static int folder_add(struct folder *f, const char *path, void *data, size_t len, char *err)
+{
+	struct store_file *nf = realloc(f->files, (f->n + 1) * sizeof(*nf));
+	char *p = strdup(path);
+
+	if (nf == NULL || p == NULL) {
+		free(p);
+		free(data);
+		if (nf != NULL)
+			f->files = nf;
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	f->files = nf;
+	f->files[f->n++] = (struct store_file){ p, data, len };
+	return 0;
+}
+
+static int save_npy(void *ctx, const struct tensor *t, const char *hint, char *file, size_t len,
+                    char *err)
+{
+	void *buf;
+	size_t n;
+	int rc = npy_encode(t, &buf, &n, err);
+
+	if (rc < 0)
+		return rc;
+	snprintf(file, len, "%s.npy", hint);
+	return folder_add(ctx, file, buf, n, err);
+}
+
+static void folder_free(struct folder *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++) {
+		free((void *)f->files[i].path);
+		free((void *)f->files[i].data);
+	}
+	free(f->files);
+}
+
+/* model.json and the .npy files of an imported model. */
+static int import_folder(const struct onnx_model *om, struct folder *f, char *err)
+{
+	struct buf b = { 0 };
+	size_t len;
+	int rc;
+
+	buf_puts(&b, "{\"description\":");
+	{
+		char d[128];
+
+		snprintf(d, sizeof(d), "imported from ONNX (%s)", om->producer);
+		buf_json_string(&b, d);
+	}
+	buf_puts(&b, ",\n \"layout\":\"NCHW\",\n \"input\":{\"name\":");
+	buf_json_string(&b, om->input);
+	buf_printf(&b, ",\"channels\":%lld},\n \"output\":{\"name\":", (long long)om->in_channels);
+	buf_json_string(&b, om->output);
+	buf_puts(&b, "},\n \"layers\":");
+	rc = graphjson_write(&b, om->graph, save_npy, f, err);
+	buf_puts(&b, "}\n");
+	if (rc == 0 && buf_ok(&b) < 0)
+		rc = err_set(err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		buf_free(&b);
+		return rc;
+	}
+	{
+		char *json = buf_take(&b, &len);
+
+		return folder_add(f, "model.json", json, len, err);
+	}
+}
+
+static int cmd_import(const struct command *cmd, int argc, char **argv)
+{
+	struct import_args a = { 0 };
+	struct onnx_model om = { 0 };
+	struct folder f = { 0 };
+	struct model *check = NULL;
+	char err[ERR_LEN], parent[PATH_MAX], tmp[PATH_MAX];
+	const char *name, *onnx_path = NULL;
+	void *data = NULL;
+	size_t len = 0;
+	int rc, created;
+
+	rc = parse_flags(cmd, argc, argv, import_flag, &a, &onnx_path);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (a.output == NULL)
+		return usage_error("%s", "import needs MODEL.onnx and --output DIR/NAME");
+	name = strrchr(a.output, '/') ? strrchr(a.output, '/') + 1 : a.output;
+	snprintf(parent, sizeof(parent), "%.*s", name == a.output ? 1 : (int)(name - a.output - 1),
+	         name == a.output ? "." : a.output);
+	if (parent[0] == '\0')
+		snprintf(parent, sizeof(parent), "/");
+	if (!model_name_ok(name))
+		return usage_error("--output '%s': the folder name must match [A-Za-z0-9_.-]{1,64} "
+		                   "and not start with '.'",
+		                   a.output);
+	rc = read_whole(onnx_path, ONNX_MAX_BYTES, &data, &len, err);
+	if (rc == 0)
+		rc = onnx_import(data, len, 0, &om, err);
+	if (rc == 0)
+		rc = import_folder(&om, &f, err);
+	if (rc == 0)
+		rc = store_stage(parent, f.files, f.n, tmp, err);
+	if (rc == 0) {
+		/* What was written must load back as the model it came from. */
+		rc = model_load_dir(tmp, name, 0, &check, err);
+		if (rc < 0)
+			store_remove(tmp);
+	}
+	if (rc == 0)
+		rc = store_install(parent, name, tmp, &created, err);
+	if (rc < 0) {
+		fprintf(stderr, "atrous: %s: %s\n", onnx_path, err);
+	} else {
+		printf("atrous: %s: %zu layer(s), input \"%s\" [N,%lld,H,W], output \"%s\" "
+		       "[N,%lld,H,W], written to %s\n",
+		       onnx_path, graph_size(model_graph(check)), om.input,
+		       (long long)om.in_channels, om.output,
+		       (long long)graph_out_channels(model_graph(check)), a.output);
+	}
+	model_unref(check);
+	folder_free(&f);
+	onnx_model_clear(&om);
+	free(data);
+	return rc < 0 ? EXIT_DATA : 0;
 }
 
 /* bench */
@@ -333,7 +550,7 @@ static int cmd_bench(const struct command *cmd, int argc, char **argv)
 	char err[ERR_LEN];
 	int rc;
 
-	rc = parse_flags(cmd, argc, argv, bench_flag, &a);
+	rc = parse_flags(cmd, argc, argv, bench_flag, &a, NULL);
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
 	rc = a.jansson != NULL ? bench_jansson(a.jansson, a.o.repeats, stdout, err)
@@ -347,10 +564,13 @@ static int cmd_bench(const struct command *cmd, int argc, char **argv)
 
 /* The commands: dispatch and --help both read this table. */
 static const struct command commands[] = {
-	{ "conv2d", "tf.nn.atrous_conv2d on .npy files", conv2d_flags, cmd_conv2d },
-	{ "run", "a stored model on a .npy file", run_flags, cmd_run },
-	{ "bench", "in-process kernel figures beside the sgemm ceiling", bench_flags, cmd_bench },
-	{ NULL, NULL, NULL, NULL },
+	{ "conv2d", NULL, "tf.nn.atrous_conv2d on .npy files", conv2d_flags, cmd_conv2d },
+	{ "run", NULL, "a stored model on a .npy file", run_flags, cmd_run },
+	{ "import", "MODEL.onnx", "an ONNX model into a model folder the daemon serves",
+	  import_flags, cmd_import },
+	{ "bench", NULL, "in-process kernel figures beside the sgemm ceiling", bench_flags,
+	  cmd_bench },
+	{ NULL, NULL, NULL, NULL, NULL },
 };
 
 int main(int argc, char **argv)

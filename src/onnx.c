@@ -34,7 +34,7 @@ struct value {
 	enum vkind kind;
 	int src;      /* V_CONV, V_POOL, V_BCAST: the value read */
 	int conv;     /* V_CONV: index into convs */
-	int shape_of; /* V_INT, V_BCAST: the measured tensor, -1 unknown, -2 mixed */
+	int shape_of; /* V_INT: the measured tensor, -1 unknown, -2 mixed */
 	int *parts;   /* V_CONCAT: the values joined, in order */
 	size_t nparts;
 	int uses; /* how many node inputs (and graph outputs) read it */
@@ -636,10 +636,15 @@ static int node_pool(struct importer *im, const Onnx__NodeProto *n)
 	return rc;
 }
 
-/* Resize, Upsample or Expand of the pooled branch back to a tensor's size. */
+/* Resize, Upsample or Expand of the pooled branch back to a map's size.
+ * From a 1x1 map every mode of Resize is a broadcast.  The target size is
+ * whatever the exporter computed: the input's Shape when it was exported
+ * with dynamic axes, or the size it was traced at; atrousd broadcasts to the
+ * size of the ASPP's input either way (for the traced size that is what the
+ * ONNX graph computes; other sizes the graph itself would refuse). */
 static int node_bcast(struct importer *im, const Onnx__NodeProto *n)
 {
-	int x, out, size = -1, rc = tensor_input(im, n, 0, &x);
+	int x, out, rc = tensor_input(im, n, 0, &x);
 	size_t i;
 
 	if (rc < 0)
@@ -648,23 +653,18 @@ static int node_bcast(struct importer *im, const Onnx__NodeProto *n)
 		return NODE_ERR(im, n, -EINVAL,
 		                "only the image-pooling branch (a pooled map "
 		                "through a Conv) may be resized");
-	/* The size comes from integer arithmetic on some tensor's Shape. */
 	for (i = 1; i < n->n_input; i++) {
 		int k = n->input[i][0] ? find(im, n->input[i]) : -1;
 
-		if (k >= 0 && im->v[k].kind == V_INT)
-			size = k;
+		if (n->input[i][0] &&
+		    (k < 0 || (im->v[k].kind != V_INT && im->v[k].kind != V_CONST)))
+			return NODE_ERR(im, n, -EINVAL,
+			                "its sizes, scales or shape must be constants "
+			                "or shape arithmetic");
 	}
-	if (size < 0 || im->v[size].shape_of < 0)
-		return NODE_ERR(im, n, -EINVAL,
-		                "the target size must be computed from the "
-		                "input's Shape (a fixed scale cannot broadcast a "
-		                "1x1 map to every input size)");
 	rc = add_value(im, n->output[0], V_BCAST, &out);
-	if (rc == 0 && out >= 0) {
+	if (rc == 0 && out >= 0)
 		im->v[out].src = x;
-		im->v[out].shape_of = im->v[size].shape_of;
-	}
 	return rc;
 }
 
@@ -873,8 +873,7 @@ static int emit_aspp(struct importer *im, int cat, int proj, int depth)
 			src = im->v[p].src;
 			nch += im->convs[im->v[p].conv].layer.filters->dim[3];
 			nb++;
-		} else if ((src = pool_source(im, p)) >= 0 && pool < 0 &&
-		           im->v[p].shape_of == src) {
+		} else if ((src = pool_source(im, p)) >= 0 && pool < 0) {
 			const struct tensor *f = im->convs[im->v[im->v[p].src].conv].layer.filters;
 
 			if (f->dim[0] != 1 || f->dim[1] != 1)
