@@ -21,6 +21,8 @@
 #include "metrics.h"
 #include "models.h"
 #include "pool.h"
+#include "reply.h"
+#include "repo.h"
 
 struct api {
 	const struct config *cfg;
@@ -38,36 +40,6 @@ uint64_t api_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void reply_clear(struct reply *r)
-{
-	free(r->body);
-	r->body = NULL;
-	r->len = 0;
-}
-
-void reply_error(struct reply *r, int status, const char *fmt, ...)
-{
-	char msg[ERR_LEN];
-	struct buf b = { 0 };
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	buf_puts(&b, "{\"error\":");
-	buf_json_string(&b, msg);
-	buf_puts(&b, "}\n");
-	reply_clear(r);
-	r->status = status;
-	r->content_type = "application/json";
-	if (buf_ok(&b) == 0) {
-		r->body = buf_take(&b, &r->len);
-	} else {
-		buf_free(&b);
-		r->status = 500;
-	}
 }
 
 int api_status_of(int rc)
@@ -247,17 +219,17 @@ done:
 	graph_free(g);
 }
 
-static void reply_buf(struct reply *r, int status, struct buf *b)
+/* Replace *t by its NCHW <-> NHWC transposition. */
+static int swap_layout(struct tensor **t, int to_nhwc, char *err)
 {
-	reply_clear(r);
-	if (buf_ok(b) < 0) {
-		buf_free(b);
-		reply_error(r, 503, "out of memory while encoding the reply");
-		return;
-	}
-	r->status = status;
-	r->content_type = "application/json";
-	r->body = buf_take(b, &r->len);
+	struct tensor *u;
+	int rc = tensor_transpose_layout(*t, to_nhwc, &u, err);
+
+	if (rc < 0)
+		return rc;
+	tensor_free(*t);
+	*t = u;
+	return 0;
 }
 
 static void infer(struct api *a, const struct api_request *rq, struct reply *r)
@@ -280,6 +252,8 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	}
 	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, rq->padded,
 	                   (int64_t)a->cfg->max_elements, &req, err);
+	if (rc == 0 && model_nchw(m))
+		rc = swap_layout(&req.input, 1, err); /* the graph runs NHWC */
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), req.input->dim,
 		                        (int64_t)a->cfg->max_output_elements, odim, err);
@@ -293,6 +267,11 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		if (req.has_id)
 			err_prefix(err, "[request id: %.64s]", req.id);
 		reply_error(r, api_status_of(rc), "%s", err);
+		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
+		goto done;
+	}
+	if (model_nchw(m) && swap_layout(&out, 0, err) < 0) {
+		reply_error(r, api_status_of(-ENOMEM), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
 	}
@@ -356,6 +335,9 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 		buf_puts(&b, ",\"status\":\"deleted\"}\n");
 		reply_buf(r, 200, &b);
 		return;
+	case EP_REPO_INDEX: repo_index(a->models, rq->body, rq->len, r); return;
+	case EP_REPO_LOAD: repo_load(a->models, name, rq->body, rq->len, r); return;
+	case EP_REPO_UNLOAD: repo_unload(a->models, name, rq->body, rq->len, r); return;
 	default:
 		rc = api_reload(a, "reload", &loaded, &failed);
 		if (rc < 0) {
@@ -377,20 +359,14 @@ void api_run(struct api *a, const struct api_request *rq, struct reply *r)
 	case EP_INFER: infer(a, rq, r); return;
 	case EP_MODEL_PUT:
 	case EP_MODEL_DELETE:
+	case EP_REPO_INDEX:
+	case EP_REPO_LOAD:
+	case EP_REPO_UNLOAD:
 	case EP_RELOAD: admin(a, rq, r); return;
 	default:
 		reply_error(r, 500, "endpoint %s does not run on a worker",
 		            endpoint_label(rq->route->ep));
 	}
-}
-
-static void reply_text(struct reply *r, int status, const char *text)
-{
-	reply_clear(r);
-	r->status = status;
-	r->content_type = "application/json";
-	r->body = strdup(text);
-	r->len = r->body ? strlen(text) : 0;
 }
 
 struct stats_ctx {

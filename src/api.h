@@ -13,23 +13,11 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "reply.h"
 #include "par.h"
 #include "route.h"
 
 enum api_state { API_STARTING, API_READY, API_DRAINING };
-
-struct reply {
-	int status;
-	char *body; /* malloc'd, owned */
-	size_t len;
-	const char *content_type;
-	int retry_after; /* seconds; 0 for none */
-	const char *allow;
-	const char *www_authenticate;
-	char server_timing[160];
-	char infer_header_len[24]; /* Inference-Header-Content-Length, or "" */
-	char request_id[64];       /* a KServe request's id, for the log */
-};
 
 /* Timestamps of one request, in CLOCK_MONOTONIC nanoseconds. */
 struct api_times {
@@ -86,14 +74,7 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r);
  * returns -EPERM (403: no token is configured) or -EACCES (401). */
 int api_authorize(struct api *a, const char *authorization, struct reply *r);
 
-/* Fill r with status and {"error": message}. */
-void reply_error(struct reply *r, int status, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
 /* Map a negative errno from the core to an HTTP status. */
 int api_status_of(int rc);
-
-/* Free the reply body. */
-void reply_clear(struct reply *r);
 
 #endif

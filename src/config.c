@@ -52,6 +52,8 @@ static const struct option_def options[] = {
 	  "requests waiting for a worker before new ones get 503", NULL },
 	{ "max_body", "max-body", OPT_SIZE, OFF(max_body), "64M", "SIZE",
 	  "largest request body; larger ones get 413 before being read", NULL },
+	{ "max_model_body", "max-model-body", OPT_SIZE, OFF(max_model_body), "512M", "SIZE",
+	  "largest body of a model upload or repository load (admin endpoints only)", NULL },
 	{ "max_elements", "max-elements", OPT_SIZE, OFF(max_elements), "16M", "N",
 	  "largest tensor in a request, in elements (413 beyond)", NULL },
 	{ "max_output_elements", "max-output-elements", OPT_SIZE, OFF(max_output_elements), "16M",

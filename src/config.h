@@ -29,6 +29,7 @@ struct config {
 	unsigned io_threads;
 	unsigned max_queue;
 	uint64_t max_body;
+	uint64_t max_model_body;
 	uint64_t max_elements;
 	uint64_t max_output_elements;
 	uint64_t max_inflight_bytes;

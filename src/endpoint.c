@@ -24,6 +24,9 @@ const char *endpoint_label(enum endpoint ep)
 		[EP_MODEL_PUT] = "model_put",
 		[EP_MODEL_DELETE] = "model_delete",
 		[EP_RELOAD] = "reload",
+		[EP_REPO_INDEX] = "repository_index",
+		[EP_REPO_LOAD] = "repository_load",
+		[EP_REPO_UNLOAD] = "repository_unload",
 		[EP_METRICS] = "metrics",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) == EP_COUNT, "a label for every endpoint");

@@ -20,6 +20,9 @@ enum endpoint {
 	EP_MODEL_PUT,
 	EP_MODEL_DELETE,
 	EP_RELOAD,
+	EP_REPO_INDEX,
+	EP_REPO_LOAD,
+	EP_REPO_UNLOAD,
 	EP_METRICS,
 	EP_COUNT /* not an endpoint: the number of them */
 };

@@ -112,6 +112,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	return rq;
 }
 
+/* The largest body this request may send: admin endpoints carry models. */
+static uint64_t body_limit(const struct request *rq)
+{
+	return rq->route.admin ? rq->h->cfg->max_model_body : rq->h->cfg->max_body;
+}
+
 static int draining(const struct http *h)
 {
 	return api_draining(h->api);
@@ -258,9 +264,10 @@ static enum MHD_Result accept_body(struct request *rq)
 		return fail(rq, 400, "Transfer-Encoding and Content-Length together are refused");
 	if (cl != NULL && parse_length(cl, &len) < 0)
 		return fail(rq, 400, "malformed Content-Length");
-	if (len > h->cfg->max_body)
-		return fail(rq, 413, "request body of %llu bytes exceeds max_body (%llu bytes)",
-		            len, (unsigned long long)h->cfg->max_body);
+	if (len > body_limit(rq))
+		return fail(rq, 413, "request body of %llu bytes exceeds %s (%llu bytes)", len,
+		            rq->route.admin ? "max_model_body" : "max_body",
+		            (unsigned long long)body_limit(rq));
 	ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
 	if (ce != NULL && strcasecmp(ce, "identity") != 0)
 		return fail(
@@ -512,8 +519,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		if (rq->discard || rq->phase != P_BODY)
 			return MHD_YES;
-		if (rq->body.len + n > h->cfg->max_body) {
-			log_warn("%s %s: chunked body exceeds max_body; closing", method, url);
+		if (rq->body.len + n > body_limit(rq)) {
+			log_warn("%s %s: chunked body exceeds %s; closing", method, url,
+			         rq->route.admin ? "max_model_body" : "max_body");
 			return MHD_NO;
 		}
 		if (rq->body.len + n > rq->reserved) {

@@ -62,16 +62,18 @@ static int input_shape(json_t *in, const struct model *m, int64_t dim[4], size_t
 		for (i = 0; i < (size_t)r; i++)
 			d[i] = json_integer_value(json_array_get(shape, i));
 		return err_set(err, -EINVAL,
-		               "input \"%s\" must have rank 4 [N,H,W,%lld], got shape %s",
+		               model_nchw(m)
+		                       ? "input \"%s\" must have rank 4 [N,%lld,H,W], got shape %s"
+		                       : "input \"%s\" must have rank 4 [N,H,W,%lld], got shape %s",
 		               model_input_name(m), (long long)model_in_channels(m),
 		               tensor_shape_str(r, d, buf, sizeof(buf)));
 	}
 	for (i = 0; i < 4; i++)
 		dim[i] = json_integer_value(json_array_get(shape, i));
-	if (dim[3] != model_in_channels(m))
+	if (dim[model_nchw(m) ? 1 : 3] != model_in_channels(m))
 		return err_set(err, -EINVAL, "input \"%s\" has %lld channels, model %s takes %lld",
-		               model_input_name(m), (long long)dim[3], model_name(m),
-		               (long long)model_in_channels(m));
+		               model_input_name(m), (long long)dim[model_nchw(m) ? 1 : 3],
+		               model_name(m), (long long)model_in_channels(m));
 	return 0;
 }
 
@@ -302,7 +304,7 @@ void kserve_server_metadata(struct buf *b)
 	buf_printf(
 	        b,
 	        "{\"name\":\"atrousd\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_data\","
-	        "\"statistics\"]}\n",
+	        "\"statistics\",\"model_repository\"]}\n",
 	        PACKAGE_VERSION);
 }
 
@@ -312,10 +314,16 @@ void kserve_model_metadata(struct buf *b, const struct model *m)
 	buf_json_string(b, model_name(m));
 	buf_puts(b, ",\"versions\":[\"1\"],\"platform\":\"atrousd\",\"inputs\":[{\"name\":");
 	buf_json_string(b, model_input_name(m));
-	buf_printf(b, ",\"datatype\":\"FP32\",\"shape\":[-1,-1,-1,%lld]}],\"outputs\":[{\"name\":",
+	buf_printf(b,
+	           model_nchw(m) ? ",\"datatype\":\"FP32\",\"shape\":[-1,%lld,-1,-1]}],\"outputs\":"
+	                           "[{\"name\":"
+	                         : ",\"datatype\":\"FP32\",\"shape\":[-1,-1,-1,%lld]}],\"outputs\":"
+	                           "[{\"name\":",
 	           (long long)model_in_channels(m));
 	buf_json_string(b, model_output_name(m));
-	buf_printf(b, ",\"datatype\":\"FP32\",\"shape\":[-1,-1,-1,%lld]}]}\n",
+	buf_printf(b,
+	           model_nchw(m) ? ",\"datatype\":\"FP32\",\"shape\":[-1,%lld,-1,-1]}]}\n"
+	                         : ",\"datatype\":\"FP32\",\"shape\":[-1,-1,-1,%lld]}]}\n",
 	           (long long)model_out_channels(m));
 }
 

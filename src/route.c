@@ -20,6 +20,7 @@ static const struct fixed fixed[] = {
 	{ "/v1/aspp", "POST", EP_ASPP, 1, 0 },
 	{ "/v1/sequential", "POST", EP_SEQUENTIAL, 1, 0 },
 	{ "/v1/models/reload", "POST", EP_RELOAD, 1, 1 },
+	{ "/v2/repository/index", "POST", EP_REPO_INDEX, 1, 1 },
 	{ "/v2", "GET", EP_SERVER_META, 0, 0 },
 	{ "/v2/health/live", "GET", EP_LIVE, 0, 0 },
 	{ "/v2/health/ready", "GET", EP_READY, 0, 0 },
@@ -50,18 +51,32 @@ static const char *segment(const char *p, char *seg, size_t len, int *toolong)
 	return slash ? slash + 1 : p + n;
 }
 
-static int model_routes(const char *method, const char *rest, struct route *r)
+/* The model name that starts rest into r->model; *after gets what follows
+ * its '/'.  -EINVAL (r->bad set) for a malformed name. */
+static int take_model(const char *rest, struct route *r, const char **after)
 {
-	char name[MODEL_NAME_MAX + 2], part[32];
+	char name[MODEL_NAME_MAX + 2];
 	int toolong;
-	const char *p = segment(rest, name, sizeof(name), &toolong);
 
+	*after = segment(rest, name, sizeof(name), &toolong);
 	if (toolong || !model_name_ok(name)) {
 		snprintf(r->bad, sizeof(r->bad),
 		         "model names match [A-Za-z0-9_.-]{1,64} and do not start with '.'");
 		return -EINVAL;
 	}
 	memcpy(r->model, name, strlen(name) + 1); /* length checked above */
+	return 0;
+}
+
+static int model_routes(const char *method, const char *rest, struct route *r)
+{
+	const char *name = r->model;
+	char part[32];
+	int toolong;
+	const char *p;
+
+	if (take_model(rest, r, &p) < 0)
+		return -EINVAL;
 	if (strncmp(p, "versions/", 9) == 0) {
 		p = segment(p + 9, part, sizeof(part), &toolong);
 		if (strcmp(part, "1") != 0) {
@@ -88,6 +103,28 @@ static int model_routes(const char *method, const char *rest, struct route *r)
 	return r->allow ? -ENOENT : 0;
 }
 
+/* /v2/repository/models/NAME/load and .../unload (Triton's extension). */
+static int repository_routes(const char *method, const char *rest, struct route *r)
+{
+	const char *p;
+
+	if (take_model(rest, r, &p) < 0)
+		return -EINVAL;
+	if (strcmp(p, "load") == 0)
+		r->ep = EP_REPO_LOAD;
+	else if (strcmp(p, "unload") == 0)
+		r->ep = EP_REPO_UNLOAD;
+	else
+		return -ENOENT;
+	r->compute = 1;
+	r->admin = 1;
+	if (strcmp(method, "POST") != 0) {
+		r->allow = "POST";
+		return -ENOENT;
+	}
+	return 0;
+}
+
 int route_match(const char *method, const char *url, struct route *r)
 {
 	size_t i;
@@ -107,16 +144,17 @@ int route_match(const char *method, const char *url, struct route *r)
 	}
 	if (strncmp(url, "/v2/models/", 11) == 0)
 		return model_routes(method, url + 11, r);
+	if (strncmp(url, "/v2/repository/models/", 22) == 0)
+		return repository_routes(method, url + 22, r);
 	if (strncmp(url, "/v1/models/", 11) == 0) {
-		const char *name = url + 11;
+		const char *p;
 
-		if (!model_name_ok(name)) {
+		if (take_model(url + 11, r, &p) < 0 || *p != '\0' || url[strlen(url) - 1] == '/') {
 			snprintf(
 			        r->bad, sizeof(r->bad),
 			        "model names match [A-Za-z0-9_.-]{1,64} and do not start with '.'");
 			return -EINVAL;
 		}
-		snprintf(r->model, sizeof(r->model), "%s", name);
 		r->admin = 1;
 		r->compute = 1;
 		if (strcmp(method, "PUT") == 0) {

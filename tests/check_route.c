@@ -41,6 +41,13 @@ static const struct row {
 	{ "POST", "/v2/models/" NAME64 "/infer", 0, EP_INFER, NAME64, 1, 0, NULL },
 	{ "PUT", "/v1/models/demo", 0, EP_MODEL_PUT, "demo", 1, 1, NULL },
 	{ "DELETE", "/v1/models/demo", 0, EP_MODEL_DELETE, "demo", 1, 1, NULL },
+	{ "POST", "/v2/repository/index", 0, EP_REPO_INDEX, NULL, 1, 1, NULL },
+	{ "POST", "/v2/repository/models/deeplab/load", 0, EP_REPO_LOAD, "deeplab", 1, 1, NULL },
+	{ "POST", "/v2/repository/models/deeplab/unload", 0, EP_REPO_UNLOAD, "deeplab", 1, 1, NULL },
+	{ "GET", "/v2/repository/index", -ENOENT, EP_NONE, NULL, 0, 0, "POST" },
+	{ "GET", "/v2/repository/models/m/load", -ENOENT, EP_REPO_LOAD, "m", 1, 1, "POST" },
+	{ "POST", "/v2/repository/models/m/reload", -ENOENT, EP_NONE, "m", 0, 0, NULL },
+	{ "POST", "/v2/repository/models/.m/load", -EINVAL, EP_NONE, NULL, 0, 0, NULL },
 	/* The path exists, the method does not: the Allow list. */
 	{ "GET", "/v1/atrous_conv2d", -ENOENT, EP_NONE, NULL, 0, 0, "POST" },
 	{ "POST", "/v2/health/ready", -ENOENT, EP_NONE, NULL, 0, 0, "GET, HEAD" },
