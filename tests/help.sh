@@ -7,8 +7,8 @@
 ATROUSD="$top_builddir/src/atrousd"
 "$ATROUS" --help >"$WORK/atrous-help"
 cmds=$(sed -n '/^Commands:/,/^$/p' "$WORK/atrous-help" | sed '1d;$d' | awk '{print $1}')
-check "atrous --help lists conv2d, run and bench" \
-	sh -c '[ "$(echo $1)" = "conv2d run bench" ]' _ "$cmds"
+check "atrous --help lists conv2d, run, import and bench" \
+	sh -c '[ "$(echo $1)" = "conv2d run import bench" ]' _ "$cmds"
 for c in $cmds; do
 	"$ATROUS" "$c" --help >"$WORK/cmd-help"
 	check "atrous $c --help exits 0 and matches its part of atrous --help" \
