@@ -334,6 +334,18 @@ int models_put(struct models *ms, const char *name, const char *body, size_t len
 	return rc;
 }
 
+/* A message about the staged folder speaks of the files as sent: drop the
+ * folder's path ("model m: /srv/.upload-x/1/model.onnx: ..." becomes
+ * "model m: 1/model.onnx: ..."). */
+static void unstage_message(char *err, const char *tmp)
+{
+	size_t n = strlen(tmp);
+	char *p = strstr(err, tmp);
+
+	if (p != NULL && p[n] == '/')
+		memmove(p, p + n + 1, strlen(p + n + 1) + 1);
+}
+
 int models_load(struct models *ms, const char *name, const struct store_file *files, size_t n,
                 int *created, char *err)
 {
@@ -358,8 +370,10 @@ int models_load(struct models *ms, const char *name, const struct store_file *fi
 		rc = store_stage(ms->dir, files, n, tmp, err);
 		if (rc == 0) {
 			rc = model_load_dir(tmp, name, ms->max_elements, &m, err);
-			if (rc < 0)
+			if (rc < 0) {
+				unstage_message(err, tmp);
 				store_remove(tmp);
+			}
 		}
 		if (rc == 0 && (rc = store_install(ms->dir, name, tmp, created, err)) < 0) {
 			model_unref(m);
