@@ -460,12 +460,12 @@ static int node_conv(struct importer *im, const Onnx__NodeProto *n)
 		return err_set(im->err, -ENOMEM, "out of memory");
 	}
 	im->convs = nc;
-	im->convs[im->nconvs] = c;
+	im->convs[im->nconvs++] = c; /* freed with the importer from here on */
 	rc = add_value(im, n->output[0], V_CONV, &out);
-	if (rc < 0)
-		return rc; /* the conv is freed with the importer */
+	if (rc < 0 || out < 0)
+		return rc;
 	im->v[out].src = x;
-	im->v[out].conv = (int)im->nconvs++;
+	im->v[out].conv = (int)im->nconvs - 1;
 	return 0;
 }
 
@@ -595,8 +595,12 @@ static int node_relu(struct importer *im, const Onnx__NodeProto *n)
 
 static int node_pass(struct importer *im, const Onnx__NodeProto *n)
 {
-	int x, rc = tensor_input(im, n, 0, &x);
+	int x = n->n_input > 0 ? find(im, n->input[0]) : -1, rc;
 
+	/* Exporters pass initializers through Identity: a constant stays one. */
+	if (x >= 0 && (im->v[x].kind == V_CONST || im->v[x].kind == V_INT))
+		return alias(im, n, x);
+	rc = tensor_input(im, n, 0, &x);
 	if (rc < 0)
 		return rc;
 	if (n->n_output > 1 && n->output[1][0] && reads(im, n->output[1]) > 0)

@@ -113,6 +113,9 @@ heads = [
     ("r50", randomize_bn(r50.classifier), (1, 2048, 33, 33)),
     ("mnv3", randomize_bn(mnv3.classifier), (1, 960, 17, 17)),
     ("fcn", randomize_bn(seg.fcn.FCNHead(512, 21)), (1, 512, 19, 23)),
+    # A small ASPP whose BatchNorm export passes initializers through Identity.
+    ("aspp", randomize_bn(torch.nn.Sequential(seg.deeplabv3.ASPP(6, [2, 3], 4),
+                                              torch.nn.Conv2d(4, 3, 1))), (2, 6, 9, 7)),
 ]
 models = os.path.join(WORK, "models")
 os.mkdir(models)
