@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,27 @@ static int parse_flags(const struct command *cmd, int argc, char **argv,
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* mkdir -p path. */
+static int make_dirs(const char *path, char *err)
+{
+	char p[PATH_MAX];
+	size_t i;
+
+	if ((size_t)snprintf(p, sizeof(p), "%s", path) >= sizeof(p))
+		return err_set(err, -ENAMETOOLONG, "%s: path too long", path);
+	for (i = 1; p[i] != '\0'; i++) {
+		if (p[i] != '/')
+			continue;
+		p[i] = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return err_set(err, -errno, "%s: %s", p, strerror(errno));
+		p[i] = '/';
+	}
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return err_set(err, -errno, "%s: %s", p, strerror(errno));
 	return 0;
 }
 
@@ -479,6 +501,8 @@ static int cmd_import(const struct command *cmd, int argc, char **argv)
 	rc = read_whole(onnx_path, ONNX_MAX_BYTES, &data, &len, err);
 	if (rc == 0)
 		rc = onnx_import(data, len, 0, &om, err);
+	if (rc == 0)
+		rc = make_dirs(parent, err);
 	if (rc == 0)
 		rc = import_folder(&om, &f, err);
 	if (rc == 0)
