@@ -49,6 +49,7 @@ int api_status_of(int rc)
 	case -EDOM: return 422;
 	case -ENOMEM: return 503;
 	case -ENOENT: return 404;
+	case -EROFS: return 409;
 	default: return 400;
 	}
 }

@@ -18,6 +18,7 @@ static int status_of(int rc)
 {
 	switch (rc) {
 	case -ENOENT: return 404;
+	case -EROFS: return 409;
 	case -E2BIG: return 413;
 	case -ENOMEM: return 503;
 	default: return 400;

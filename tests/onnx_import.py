@@ -242,6 +242,10 @@ d2 = Daemon("--models", models)
 st, body = repo(d2, "index", "", AUTH)
 R.check(st == 403 and "admin API is disabled" in body["error"], "no admin token configured: 403")
 d2.stop()
+d2 = Daemon("--admin-token-file", os.path.join(WORK, "token"))
+st, body = repo(d2, "models/m/load", load_body({"file:model.onnx": b"x"}, "{}"))
+R.check(st == 409 and "no models_dir" in body["error"], "load without a models_dir: 409")
+d2.stop()
 
 # Bad loads change nothing; the previous version keeps serving.
 bad = [
