@@ -220,19 +220,6 @@ done:
 	graph_free(g);
 }
 
-/* Replace *t by its NCHW <-> NHWC transposition. */
-static int swap_layout(struct tensor **t, int to_nhwc, char *err)
-{
-	struct tensor *u;
-	int rc = tensor_transpose_layout(*t, to_nhwc, &u, err);
-
-	if (rc < 0)
-		return rc;
-	tensor_free(*t);
-	*t = u;
-	return 0;
-}
-
 static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 {
 	struct stages sg = { rq->t.start, rq->t.enqueue, api_now_ns(), 0, 0, 0 };
@@ -254,7 +241,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, rq->padded,
 	                   (int64_t)a->cfg->max_elements, &req, err);
 	if (rc == 0 && model_nchw(m))
-		rc = swap_layout(&req.input, 1, err); /* the graph runs NHWC */
+		rc = tensor_relayout(&req.input, 1, err); /* the graph runs NHWC */
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), req.input->dim,
 		                        (int64_t)a->cfg->max_output_elements, odim, err);
@@ -271,7 +258,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
 	}
-	if (model_nchw(m) && swap_layout(&out, 0, err) < 0) {
+	if (model_nchw(m) && tensor_relayout(&out, 0, err) < 0) {
 		reply_error(r, api_status_of(-ENOMEM), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
@@ -319,10 +306,8 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 			return;
 		}
 		log_info("model %s %s by upload", name, created ? "created" : "replaced");
-		buf_puts(&b, "{\"name\":");
-		buf_json_string(&b, name);
-		buf_printf(&b, ",\"status\":\"%s\"}\n", created ? "created" : "replaced");
-		reply_buf(r, created ? 201 : 200, &b);
+		reply_model(r, created ? 201 : 200, name, "status",
+		            created ? "created" : "replaced");
 		return;
 	case EP_MODEL_DELETE:
 		rc = models_delete(a->models, name, err);
@@ -331,10 +316,7 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 			return;
 		}
 		log_info("model %s deleted", name);
-		buf_puts(&b, "{\"name\":");
-		buf_json_string(&b, name);
-		buf_puts(&b, ",\"status\":\"deleted\"}\n");
-		reply_buf(r, 200, &b);
+		reply_model(r, 200, name, "status", "deleted");
 		return;
 	case EP_REPO_INDEX: repo_index(a->models, rq->body, rq->len, r); return;
 	case EP_REPO_LOAD: repo_load(a->models, name, rq->body, rq->len, r); return;

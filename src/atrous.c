@@ -338,25 +338,14 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 		rc = err_set(err, -EINVAL, "%s: value must be rank 4 (%s), got shape %s", a.value,
 		             model_nchw(m) ? "NCHW" : "NHWC",
 		             tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
-	if (rc == 0 && model_nchw(m)) {
-		/* The model's edges are NCHW, its graph NHWC. */
-		struct tensor *nhwc;
-
-		rc = tensor_transpose_layout(value, 1, &nhwc, err);
-		tensor_free(value);
-		value = nhwc;
-	}
+	if (rc == 0 && model_nchw(m))
+		rc = tensor_relayout(&value, 1, err); /* NCHW edges, an NHWC graph */
 	if (rc == 0)
 		rc = graph_output_shape(model_graph(m), value->dim, 0, odim, err);
 	if (rc == 0)
 		rc = graph_run(model_graph(m), value, NULL, &out, NULL, err);
-	if (rc == 0 && model_nchw(m)) {
-		struct tensor *nchw;
-
-		rc = tensor_transpose_layout(out, 0, &nchw, err);
-		tensor_free(out);
-		out = nchw;
-	}
+	if (rc == 0 && model_nchw(m))
+		rc = tensor_relayout(&out, 0, err);
 	if (rc == 0)
 		rc = npy_save(a.output, out, err);
 	if (rc < 0)

@@ -61,3 +61,15 @@ void reply_text(struct reply *r, int status, const char *text)
 	r->body = strdup(text);
 	r->len = r->body ? strlen(text) : 0;
 }
+
+void reply_model(struct reply *r, int status, const char *name, const char *key, const char *value)
+{
+	struct buf b = { 0 };
+
+	buf_puts(&b, "{\"name\":");
+	buf_json_string(&b, name);
+	buf_printf(&b, ",\"%s\":", key);
+	buf_json_string(&b, value);
+	buf_puts(&b, "}\n");
+	reply_buf(r, status, &b);
+}

@@ -31,6 +31,9 @@ void reply_buf(struct reply *r, int status, struct buf *b);
 /* Fill r with status and a copy of a constant JSON text. */
 void reply_text(struct reply *r, int status, const char *text);
 
+/* Fill r with status and {"name": name, key: value}. */
+void reply_model(struct reply *r, int status, const char *name, const char *key, const char *value);
+
 /* Free the reply body. */
 void reply_clear(struct reply *r);
 

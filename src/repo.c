@@ -109,8 +109,10 @@ static void files_free(struct files *fs)
 {
 	size_t i;
 
-	for (i = 0; i < fs->n; i++)
+	for (i = 0; i < fs->n; i++) {
+		free((void *)fs->f[i].path);
 		free((void *)fs->f[i].data);
+	}
 	fs->n = 0;
 }
 
@@ -119,6 +121,7 @@ static int add_file(struct files *fs, const char *key, json_t *v, char *err)
 	const char *path = key + 5, *s = json_string_value(v);
 	size_t len = json_string_length(v);
 	unsigned char *data;
+	char *copy;
 	long long n;
 
 	if (s == NULL)
@@ -131,14 +134,19 @@ static int add_file(struct files *fs, const char *key, json_t *v, char *err)
 	if (fs->n == REPO_MAX_FILES)
 		return err_set(err, -E2BIG, "more than %d files", REPO_MAX_FILES);
 	data = malloc(len / 4 * 3 + 3);
-	if (data == NULL)
+	copy = strdup(path); /* the key dies with the request's JSON */
+	if (data == NULL || copy == NULL) {
+		free(data);
+		free(copy);
 		return err_set(err, -ENOMEM, "out of memory");
+	}
 	n = codec_base64_decode(s, len, data);
 	if (n < 0) {
 		free(data);
+		free(copy);
 		return err_set(err, -EINVAL, "parameter \"%.64s\" is not valid base64", key);
 	}
-	fs->f[fs->n++] = (struct store_file){ path, data, (size_t)n };
+	fs->f[fs->n++] = (struct store_file){ copy, data, (size_t)n };
 	return 0;
 }
 
@@ -189,7 +197,6 @@ void repo_load(struct models *ms, const char *name, const char *body, size_t len
 	static const char *const keys[] = { "parameters", NULL };
 	struct files *fs = calloc(1, sizeof(*fs));
 	struct codec_doc *doc = NULL;
-	struct buf b = { 0 };
 	char err[ERR_LEN];
 	json_t *root;
 	int rc, created = 0;
@@ -212,10 +219,7 @@ void repo_load(struct models *ms, const char *name, const char *body, size_t len
 		         fs->n == 0 ? " from its folder"
 		         : created  ? " (new)"
 		                    : " (replaced)");
-		buf_puts(&b, "{\"name\":");
-		buf_json_string(&b, name);
-		buf_puts(&b, ",\"state\":\"READY\"}\n");
-		reply_buf(r, 200, &b);
+		reply_model(r, 200, name, "state", "READY");
 	}
 	files_free(fs);
 	free(fs);
@@ -225,7 +229,6 @@ void repo_unload(struct models *ms, const char *name, const char *body, size_t l
 {
 	static const char *const keys[] = { "parameters", NULL };
 	struct codec_doc *doc;
-	struct buf b = { 0 };
 	char err[ERR_LEN];
 	json_t *root, *params;
 	int rc = parse_body(body, len, keys, &doc, &root, err);
@@ -242,8 +245,5 @@ void repo_unload(struct models *ms, const char *name, const char *body, size_t l
 		return;
 	}
 	log_info("model %s unloaded", name);
-	buf_puts(&b, "{\"name\":");
-	buf_json_string(&b, name);
-	buf_puts(&b, ",\"state\":\"UNAVAILABLE\"}\n");
-	reply_buf(r, 200, &b);
+	reply_model(r, 200, name, "state", "UNAVAILABLE");
 }

@@ -217,6 +217,18 @@ int tensor_transpose_layout(const struct tensor *in, int to_nhwc, struct tensor 
 	return 0;
 }
 
+int tensor_relayout(struct tensor **t, int to_nhwc, char *err)
+{
+	struct tensor *u;
+	int rc = tensor_transpose_layout(*t, to_nhwc, &u, err);
+
+	if (rc < 0)
+		return rc;
+	tensor_free(*t);
+	*t = u;
+	return 0;
+}
+
 void tensor_free(struct tensor *t)
 {
 	if (t == NULL)

@@ -57,6 +57,10 @@ int tensor_reshape(struct tensor *t, int rank, const int64_t *dim, char *err);
  * to_nhwc reads in as [N,C,H,W] and writes [N,H,W,C]; else the reverse. */
 int tensor_transpose_layout(const struct tensor *in, int to_nhwc, struct tensor **out, char *err);
 
+/* Replace *t by its transposition (tensor_transpose_layout); on failure *t
+ * is left as it was. */
+int tensor_relayout(struct tensor **t, int to_nhwc, char *err);
+
 /* Free a tensor; NULL is allowed. */
 void tensor_free(struct tensor *t);
 
