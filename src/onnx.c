@@ -565,10 +565,20 @@ static int node_batchnorm(struct importer *im, const Onnx__NodeProto *n)
 			float *w = &c->layer.filters->data[i * m + o];
 
 			*w = (float)((double)*w * s);
+			if (!isfinite(*w))
+				break;
 		}
 		c->layer.bias->data[o] =
 		        (float)(((double)c->layer.bias->data[o] - (double)t[2]->data[o]) * s +
 		                (double)t[1]->data[o]);
+		if (i < per || !isfinite(c->layer.bias->data[o])) {
+			rc = err_set(
+			        im->err, -ERANGE,
+			        "folding channel %lld into the Conv overflows float32 (scale %g "
+			        "/ sqrt(variance %g + epsilon %g))",
+			        (long long)o, (double)t[0]->data[o], var, eps);
+			goto done;
+		}
 	}
 	c->bn = 1;
 	rc = alias(im, n, x);
@@ -679,8 +689,10 @@ static int node_int(struct importer *im, const Onnx__NodeProto *n)
 	size_t i;
 
 	for (i = 0; i < n->n_input; i++) {
-		int k = n->input[i][0] ? find(im, n->input[i]) : -1, m;
+		int k = find(im, n->input[i]), m;
 
+		if (n->input[i][0] == '\0')
+			continue; /* an optional input left out */
 		if (k < 0)
 			return NODE_ERR(im, n, -EINVAL,
 			                "input \"%.64s\" is not defined before the "

@@ -410,6 +410,14 @@ for n in ("s", "bb", "m", "v"):
     m.graph.initializer.append(numpy_helper.from_array(np.ones(2, np.float32), n))
 onnx.save(m, path)
 refused("BatchNorm after Relu", path, "BatchNormalization after an activation")
+for scale, var, eps, msg in ((1.0, 0.0, 0.0, "is not positive"), (1e30, 1e-30, 0.0, "overflows float32")):
+    conv_model(path, (2, 3, 1, 1), {}, (1, 3, 8, 8), extra_nodes=[
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"], name="bn", epsilon=eps)])
+    m = onnx.load(path)
+    for n, val in (("s", scale), ("bb", 0.0), ("m", 0.0), ("v", var)):
+        m.graph.initializer.append(numpy_helper.from_array(np.full(2, val, np.float32), n))
+    onnx.save(m, path)
+    refused("BatchNorm that cannot fold (%s)" % msg, path, msg)
 conv_model(path, (2, 3, 1, 1), {}, (1, 3, 8, 8), inputs=[
     helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 3, 8, 8)),
     helper.make_tensor_value_info("z", TensorProto.FLOAT, (1, 3, 8, 8))])
