@@ -162,6 +162,9 @@ static void record_stages(struct api *a, struct reply *r, const struct stages *s
 	              s->begin - s->enqueue, s->computed - s->decoded, s->encoded - s->computed);
 	metrics_compute(a->metrics, model, s->begin - s->enqueue, s->decoded - s->begin,
 	                s->computed - s->decoded, s->encoded - s->computed, flops);
+	snprintf(r->model, sizeof(r->model), "%s", model);
+	r->queue_us = us(s->begin - s->enqueue);
+	r->compute_us = us(s->computed - s->decoded);
 }
 
 static void native(struct api *a, enum endpoint ep, const char *body, size_t len,
@@ -238,6 +241,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 		reply_error(r, 404, "unknown model \"%s\"", rq->route->model);
 		return;
 	}
+	snprintf(r->model, sizeof(r->model), "%s", model_name(m));
 	rc = kserve_decode(m, rq->body, rq->len, rq->header_len, rq->padded,
 	                   (int64_t)a->cfg->max_elements, &req, err);
 	if (rc == 0 && model_nchw(m))
@@ -252,8 +256,10 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	if (rc == 0)
 		rc = codec_check_finite(out, err);
 	if (rc < 0) {
-		if (req.has_id)
+		if (req.has_id) {
 			err_prefix(err, "[request id: %.64s]", req.id);
+			snprintf(r->request_id, sizeof(r->request_id), "%.63s", req.id);
+		}
 		reply_error(r, api_status_of(rc), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;

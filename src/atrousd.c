@@ -280,6 +280,7 @@ int main(int argc, char **argv)
 {
 	enum config_action action;
 	enum log_level level;
+	enum log_format format;
 	struct config cfg;
 	char err[ERR_LEN];
 	int rc;
@@ -323,6 +324,8 @@ int main(int argc, char **argv)
 	}
 	log_parse_level(cfg.log_level, &level);
 	log_set_level(level);
+	log_parse_format(cfg.log_format, &format);
+	log_set_format(format);
 	rc = serve(&cfg);
 	config_clear(&cfg);
 	return rc;

@@ -44,6 +44,8 @@ static const struct option_def options[] = {
 	  "Never put the token itself on a command line." },
 	{ "log_level", "log-level", OPT_STRING, OFF(log_level), "info", "LEVEL",
 	  "error, warn, info (one line per request) or debug", NULL },
+	{ "log_format", "log-format", OPT_STRING, OFF(log_format), "text", "FORMAT",
+	  "text (one line per message) or json (one JSON object per line)", NULL },
 	{ "threads", "threads", OPT_UINT, OFF(threads), "0", "N",
 	  "compute worker threads (0: one per online CPU)", NULL },
 	{ "io_threads", "io-threads", OPT_UINT, OFF(io_threads), "2", "N",
@@ -330,11 +332,15 @@ int config_load_args(struct config *c, int argc, char **argv, enum config_action
 int config_validate(const struct config *c, char *err)
 {
 	enum log_level level;
+	enum log_format format;
 
 	if (log_parse_level(c->log_level, &level) < 0)
 		return err_set(err, -EINVAL,
 		               "log_level: \"%.32s\" is not error, warn, info or debug",
 		               c->log_level);
+	if (log_parse_format(c->log_format, &format) < 0)
+		return err_set(err, -EINVAL, "log_format: \"%.32s\" is not text or json",
+		               c->log_format);
 	if (c->io_threads < 1)
 		return err_set(err, -EINVAL, "io_threads must be at least 1");
 	if (c->max_queue < 1)

@@ -24,6 +24,7 @@ struct config {
 	char *models_dir;
 	char *admin_token_file;
 	char *log_level;
+	char *log_format;
 	char *config_file;
 	unsigned threads;
 	unsigned io_threads;

@@ -2,6 +2,9 @@
 /* http.c - libmicrohttpd glue: routes, limits, suspend/resume, drain. */
 #include "autoconfig.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -54,6 +57,8 @@ struct request {
 	size_t bytes_out;
 	char method[12], path[128];
 	char request_id[64];
+	char model[72];
+	uint64_t queue_us, compute_us;
 	struct request *prev, *next; /* list of requests with a job */
 };
 
@@ -156,6 +161,25 @@ static void record_reply(struct request *rq)
 	                api_now_ns() - rq->t.start, rq->body.len, r->len);
 	if (r->request_id[0])
 		snprintf(rq->request_id, sizeof(rq->request_id), "%s", r->request_id);
+	snprintf(rq->model, sizeof(rq->model), "%s", r->model);
+	rq->queue_us = r->queue_us;
+	rq->compute_us = r->compute_us;
+}
+
+/* The client's address, numeric, for the log. */
+static void peer_of(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	out[0] = '\0';
+	if (sa != NULL && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+		          (socklen_t)len);
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		          out, (socklen_t)len);
 }
 
 static void add_to_response(void *ctx, const char *name, const char *value)
@@ -407,11 +431,28 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		if (rq->status == 0)
 			metrics_request(api_metrics(rq->h->api), rq->route.ep, 0, total,
 			                rq->body.len, 0);
-		log_info("%s %s %d in=%zu out=%zu total_us=%llu%s%s%s", rq->method, rq->path,
-		         rq->status, rq->body.len, rq->bytes_out,
-		         (unsigned long long)(total / 1000), rq->request_id[0] ? " id=" : "",
-		         rq->request_id,
-		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+		if (log_enabled(LOG_LVL_INFO)) {
+			char peer[INET6_ADDRSTRLEN];
+			struct log_request lr = {
+				.method = rq->method,
+				.path = rq->path,
+				.id = rq->request_id,
+				.model = rq->model,
+				.peer = peer,
+				.note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+				                ? NULL
+				                : "(connection closed)",
+				.status = rq->status,
+				.bytes_in = rq->body.len,
+				.bytes_out = rq->bytes_out,
+				.total_us = total / 1000,
+				.queue_us = rq->queue_us,
+				.compute_us = rq->compute_us,
+			};
+
+			peer_of(c, peer, sizeof(peer));
+			log_request(&lr);
+		}
 	}
 	request_unref(h, rq);
 }

@@ -5,6 +5,7 @@
 #define ATROUSD_REPLY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -17,8 +18,10 @@ struct reply {
 	const char *allow;
 	const char *www_authenticate;
 	char server_timing[160];
-	char infer_header_len[24]; /* Inference-Header-Content-Length, or "" */
-	char request_id[64];       /* a KServe request's id, for the log */
+	char infer_header_len[24];     /* Inference-Header-Content-Length, or "" */
+	char request_id[64];           /* a KServe request's id, for the log */
+	char model[72];                /* the stored model or native endpoint, for the log */
+	uint64_t queue_us, compute_us; /* a computation's stages, for the log */
 };
 
 /* Fill r with status and {"error": message}. */
