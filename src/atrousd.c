@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "cpus.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -172,10 +173,14 @@ static void daemon_stop(struct daemon *d)
 /* Metrics, models, pool, api, then the models loaded. */
 static int start_core(struct daemon *d, const struct config *cfg, char *err)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int threads = cfg->threads ? (int)cfg->threads : (ncpu > 0 ? (int)ncpu : 1);
 	size_t loaded, failed;
-	int rc;
+	struct cpus cpus;
+	int threads, rc;
+
+	cpus_detect("", &cpus);
+	threads = cfg->threads ? (int)cfg->threads : cpus.usable;
+	if (cfg->threads == 0)
+		log_info("workers: %d (%s)", threads, cpus.why);
 
 	if (metrics_new(&d->metrics) < 0)
 		return err_set(err, -ENOMEM, "out of memory");

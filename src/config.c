@@ -47,7 +47,9 @@ static const struct option_def options[] = {
 	{ "log_format", "log-format", OPT_STRING, OFF(log_format), "text", "FORMAT",
 	  "text (one line per message) or json (one JSON object per line)", NULL },
 	{ "threads", "threads", OPT_UINT, OFF(threads), "0", "N",
-	  "compute worker threads (0: one per online CPU)", NULL },
+	  "compute worker threads (0: one per usable CPU: the affinity mask and any cgroup CPU "
+	  "quota)",
+	  NULL },
 	{ "io_threads", "io-threads", OPT_UINT, OFF(io_threads), "2", "N",
 	  "HTTP I/O threads (1 or more; they never compute)", NULL },
 	{ "max_queue", "max-queue", OPT_UINT, OFF(max_queue), "64", "N",

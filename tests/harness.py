@@ -45,12 +45,15 @@ class Results:
 class Daemon:
     """The real atrousd, started on 127.0.0.1 port 0; the port is read back."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, launcher=None):
         self.dir = tempfile.mkdtemp(prefix="atrousd-it.")
         self.port_file = os.path.join(self.dir, "port")
         self.log_path = os.path.join(self.dir, "log")
         self.log = open(self.log_path, "w")
-        cmd = [ATROUSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file] + list(args)
+        # launcher: a script that prepares the process (taskset, a cgroup)
+        # and execs atrousd with the arguments it is given.
+        cmd = ([launcher] if launcher else [ATROUSD]) + ["--listen", "127.0.0.1:0",
+                                                          "--port-file", self.port_file] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 20
         while not os.path.exists(self.port_file):
