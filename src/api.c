@@ -397,9 +397,11 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 		reply_buf(r, 200, &b);
 		return;
 	case EP_METRICS: {
-		struct metrics_gauges g = { a->pool ? pool_counts(a->pool).queued : 0,
-			                    a->pool ? pool_workers(a->pool) : 0,
-			                    models_count(a->models) };
+		struct pool_counts pc = a->pool ? pool_counts(a->pool) : (struct pool_counts){ 0 };
+		struct metrics_gauges g = { .queue_depth = pc.queued,
+			                    .workers = a->pool ? pool_workers(a->pool) : 0,
+			                    .workers_busy = pc.running,
+			                    .models_loaded = models_count(a->models) };
 
 		metrics_render(a->metrics, &b, &g);
 		reply_buf(r, 200, &b);

@@ -329,6 +329,8 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 	       inflight > 0 ? (unsigned long long)inflight : 0);
 	scalar(b, "atrousd_workers", "gauge", "Compute worker threads.",
 	       (unsigned long long)g->workers);
+	scalar(b, "atrousd_workers_busy", "gauge", "Compute workers running a job now.",
+	       (unsigned long long)g->workers_busy);
 	scalar(b, "atrousd_flops_total", "counter",
 	       "Useful floating-point operations computed (multiply-adds x 2).", load(&mt->flops));
 	scalar(b, "atrousd_received_bytes_total", "counter", "Request body bytes received.",

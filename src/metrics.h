@@ -18,6 +18,7 @@
 struct metrics_gauges {
 	size_t queue_depth;
 	int workers;
+	size_t workers_busy; /* jobs running now */
 	size_t models_loaded;
 };
 

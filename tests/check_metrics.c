@@ -16,7 +16,9 @@
 
 static char *render(struct metrics *mt)
 {
-	struct metrics_gauges g = { .queue_depth = 3, .workers = 2, .models_loaded = 5 };
+	struct metrics_gauges g = {
+		.queue_depth = 3, .workers = 2, .workers_busy = 1, .models_loaded = 5
+	};
 	struct buf b = { 0 };
 	size_t len;
 
@@ -99,6 +101,7 @@ START_TEST(test_after_traffic)
 	ck_assert(sample(text, "atrousd_inflight_requests") == 1);
 	ck_assert(sample(text, "atrousd_queue_depth") == 3);
 	ck_assert(sample(text, "atrousd_workers") == 2);
+	ck_assert(sample(text, "atrousd_workers_busy") == 1);
 	ck_assert(sample(text, "atrousd_models_loaded") == 5);
 	ck_assert(sample(text, "atrousd_model_reloads_total{result=\"success\"}") == 1);
 	ck_assert(sample(text, "atrousd_model_reloads_total{result=\"failure\"}") == 2);
