@@ -241,6 +241,35 @@ static int is_model_folder(const struct models *ms, const char *entry, char *pat
 	       model_name_ok(entry);
 }
 
+/* Finish replacements a crash interrupted, before the folders are read. */
+static void recover(struct models *ms)
+{
+	struct dirent *e;
+	char **names = NULL;
+	size_t n = 0, i;
+	DIR *d = opendir(ms->dir);
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char **nn;
+
+		if (strncmp(e->d_name, ".replaced-", 10) != 0)
+			continue;
+		nn = realloc(names, (n + 1) * sizeof(*nn));
+		if (nn == NULL)
+			break;
+		names = nn;
+		if ((names[n] = strdup(e->d_name)) != NULL)
+			n++;
+	}
+	if (d != NULL)
+		closedir(d);
+	for (i = 0; i < n; i++) {
+		store_recover(ms->dir, names[i]);
+		free(names[i]);
+	}
+	free(names);
+}
+
 int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 {
 	struct model **set = NULL, *m;
@@ -254,6 +283,7 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 	if (ms->dir == NULL)
 		return 0;
 	pthread_mutex_lock(&ms->write);
+	recover(ms);
 	d = opendir(ms->dir);
 	if (d == NULL) {
 		int rc = -errno;
@@ -263,6 +293,8 @@ int models_reload(struct models *ms, size_t *loaded, size_t *failed)
 		return rc;
 	}
 	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, ".replaced-", 10) == 0)
+			continue; /* handled by recover() before */
 		if (strncmp(e->d_name, ".upload-", 8) == 0 ||
 		    strncmp(e->d_name, ".deleted-", 9) == 0) {
 			snprintf(path, sizeof(path), "%s/%s", ms->dir, e->d_name);

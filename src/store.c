@@ -134,7 +134,52 @@ int store_stage(const char *dir, const struct store_file *files, size_t n, char 
 	return rc;
 }
 
-int store_install(const char *dir, const char *name, const char *tmp, int *created, char *err)
+/* Where the file system cannot exchange two folders: move the old one to
+ * dir/.replaced-NAME, the new one into place, then drop the old.  A crash
+ * between the two renames leaves .replaced-NAME, which store_recover puts
+ * back.  On success tmp names the old folder, as after an exchange. */
+static int replace_aside(const char *dir, const char *name, const char *target, char *tmp)
+{
+	char aside[PATH_MAX];
+
+	if ((size_t)snprintf(aside, sizeof(aside), "%s/.replaced-%s", dir, name) >= sizeof(aside))
+		return -ENAMETOOLONG;
+	store_remove(aside);
+	if (rename(target, aside) < 0)
+		return -errno;
+	if (rename(tmp, target) < 0) {
+		int rc = -errno;
+
+		rename(aside, target);
+		return rc;
+	}
+	store_remove(tmp);
+	snprintf(tmp, PATH_MAX, "%s", aside);
+	return 0;
+}
+
+int store_recover(const char *dir, const char *entry)
+{
+	char aside[PATH_MAX], target[PATH_MAX];
+	struct stat st;
+
+	if (strncmp(entry, ".replaced-", 10) != 0)
+		return 0;
+	snprintf(aside, sizeof(aside), "%s/%s", dir, entry);
+	if ((size_t)snprintf(target, sizeof(target), "%s/%s", dir, entry + 10) >= sizeof(target))
+		return 0;
+	if (lstat(target, &st) == 0) {
+		store_remove(aside); /* the new folder made it: the old one goes */
+		return 1;
+	}
+	if (rename(aside, target) == 0) {
+		log_warn("%s: restored after an interrupted replacement", target);
+		return 1;
+	}
+	return 0;
+}
+
+int store_install(const char *dir, const char *name, char *tmp, int *created, char *err)
 {
 	char target[PATH_MAX];
 	struct stat st;
@@ -149,7 +194,8 @@ int store_install(const char *dir, const char *name, const char *tmp, int *creat
 		if (rename(tmp, target) < 0)
 			rc = -errno;
 	} else if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_EXCHANGE) < 0) {
-		rc = -errno;
+		rc = errno == EINVAL || errno == ENOSYS ? replace_aside(dir, name, target, tmp)
+		                                        : -errno;
 	}
 	if (rc < 0) {
 		store_remove(tmp);

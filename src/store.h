@@ -33,8 +33,13 @@ int store_path_ok(const char *path);
 int store_stage(const char *dir, const struct store_file *files, size_t n, char *tmp, char *err);
 
 /* Install the staged folder tmp as dir/name; *created says whether the name
- * was new.  On failure tmp is removed and dir/name is as it was. */
-int store_install(const char *dir, const char *name, const char *tmp, int *created, char *err);
+ * was new.  On failure tmp is removed and dir/name is as it was.  (tmp is
+ * reused as scratch.) */
+int store_install(const char *dir, const char *name, char *tmp, int *created, char *err);
+
+/* For a directory entry: finish a replacement a crash interrupted (see
+ * store.c); 1 when the entry was such a leftover and is handled. */
+int store_recover(const char *dir, const char *entry);
 
 /* Remove a folder and everything in it (logged when it cannot). */
 void store_remove(const char *path);

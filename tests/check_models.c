@@ -185,6 +185,33 @@ START_TEST(test_delete)
 }
 END_TEST
 
+START_TEST(test_interrupted_replacement)
+{
+	struct models *ms;
+	size_t loaded, failed;
+	char err[ERR_LEN];
+
+	/* A crash between the two renames of a replacement without
+	 * RENAME_EXCHANGE: only the old folder, set aside. */
+	make_dir();
+	write_model(".replaced-a", good);
+	ck_assert_int_eq(models_new(&ms, dir, 0, err), 0);
+	ck_assert_int_eq(models_reload(ms, &loaded, &failed), 0);
+	ck_assert_uint_eq(loaded, 1);
+	ck_assert_int_eq(channels_of(ms, "a"), 2);
+	ck_assert(exists("a", "model.json"));
+	ck_assert(!exists(".replaced-a", NULL));
+	/* A crash after both: the new folder stays, the old one goes. */
+	write_model(".replaced-a", wider);
+	ck_assert_int_eq(models_reload(ms, &loaded, &failed), 0);
+	ck_assert_int_eq(channels_of(ms, "a"), 2);
+	ck_assert(!exists(".replaced-a", NULL));
+	ck_assert_int_eq(entries(dir), 1);
+	models_free(ms);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(test_without_dir)
 {
 	struct models *ms;
@@ -230,6 +257,7 @@ int main(void)
 	tcase_add_test(tc, test_put_persists);
 	tcase_add_test(tc, test_reload_keeps_last_good);
 	tcase_add_test(tc, test_delete);
+	tcase_add_test(tc, test_interrupted_replacement);
 	tcase_add_test(tc, test_without_dir);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
