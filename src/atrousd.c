@@ -31,6 +31,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "sock.h"
+#include "tls.h"
 
 /* Extra start-up time asked for before each model is loaded. */
 #define LOAD_EXTEND_USEC (60u * 1000000u)
@@ -148,6 +149,7 @@ static int wait_signal(struct pool *pool, struct watchdog *wd, uint64_t wd_usec)
 
 /* What serve() starts, torn down in reverse. */
 struct daemon {
+	struct tls *tls; /* NULL: plain HTTP */
 	struct metrics *metrics;
 	struct models *models;
 	struct pool *pool;
@@ -168,6 +170,7 @@ static void daemon_stop(struct daemon *d)
 	api_free(d->api);
 	models_free(d->models);
 	metrics_free(d->metrics);
+	tls_free(d->tls);
 }
 
 /* Metrics, models, pool, api, then the models loaded. */
@@ -206,6 +209,10 @@ static int start_http(struct daemon *d, const struct config *cfg, char *bound, s
 	char mbound[160];
 	int fd, mfd, mport, rc;
 
+	if (cfg->tls_cert_file[0] != '\0' &&
+	    (rc = tls_new(&d->tls, cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_ca_file, err)) <
+	            0)
+		return rc;
 	rc = notify_listen_fd(&fd, err);
 	if (rc < 0)
 		return rc;
@@ -213,7 +220,7 @@ static int start_http(struct daemon *d, const struct config *cfg, char *bound, s
 		describe_fd(fd, bound, len, port);
 	else if ((rc = sock_listen(cfg->listen, &fd, bound, len, port, err)) < 0)
 		return rc;
-	rc = http_start(&d->http, d->api, d->pool, cfg, fd, 0, err);
+	rc = http_start(&d->http, d->api, d->pool, cfg, fd, 0, d->tls, err);
 	if (rc < 0) {
 		close(fd);
 		return rc;
@@ -223,7 +230,7 @@ static int start_http(struct daemon *d, const struct config *cfg, char *bound, s
 	rc = sock_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
 	if (rc < 0)
 		return rc;
-	rc = http_start(&d->mhttp, d->api, d->pool, cfg, mfd, 1, err);
+	rc = http_start(&d->mhttp, d->api, d->pool, cfg, mfd, 1, NULL, err);
 	if (rc < 0) {
 		close(mfd);
 		return rc;
@@ -260,8 +267,11 @@ static int serve(const struct config *cfg)
 	    start_http(&d, cfg, bound, sizeof(bound), &port, err) < 0)
 		goto fail;
 	api_set_state(d.api, API_READY);
-	log_info("listening on %s (%d workers, max_queue %u)", bound, pool_workers(d.pool),
-	         cfg->max_queue);
+	log_info("listening on %s%s (%d workers, max_queue %u)", bound,
+	         d.tls == NULL         ? ""
+	         : cfg->tls_ca_file[0] ? " with HTTPS and client certificates"
+	                               : " with HTTPS",
+	         pool_workers(d.pool), cfg->max_queue);
 	if (cfg->port_file[0] != '\0' && write_port_file(cfg->port_file, port, err) < 0)
 		goto fail;
 	snprintf(status, sizeof(status), "serving %zu model(s) on %s with %d workers",
@@ -270,6 +280,10 @@ static int serve(const struct config *cfg)
 	while ((sig = wait_signal(d.pool, &wd, notify_watchdog_usec())) == SIGHUP) {
 		notify_status("reloading models");
 		api_reload(d.api, "SIGHUP", &loaded, &failed);
+		if (d.tls != NULL && tls_reload(d.tls, err) < 0)
+			log_error("SIGHUP: keeping the certificate in force: %s", err);
+		else if (d.tls != NULL)
+			log_info("SIGHUP: certificate and key re-read");
 	}
 	drain(&d, cfg, sig);
 	daemon_stop(&d);

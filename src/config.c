@@ -39,6 +39,16 @@ static const struct option_def options[] = {
 	  "write the bound port to FILE once listening (empty: don't)", NULL },
 	{ "models_dir", "models", OPT_STRING, OFF(models_dir), "", "DIR",
 	  "directory of stored models, one folder per model (empty: none)", NULL },
+	{ "tls_cert_file", "tls-cert", OPT_STRING, OFF(tls_cert_file), "", "FILE",
+	  "PEM certificate chain: serve HTTPS on listen (empty: plain HTTP); re-read on SIGHUP",
+	  NULL },
+	{ "tls_key_file", "tls-key", OPT_STRING, OFF(tls_key_file), "", "FILE",
+	  "PEM private key of tls_cert_file; re-read on SIGHUP", NULL },
+	{ "tls_ca_file", "tls-ca", OPT_STRING, OFF(tls_ca_file), "", "FILE",
+	  "PEM CA bundle: require client certificates it signed (mutual TLS; empty: none)", NULL },
+	{ "admin_plaintext", "admin-plaintext", OPT_STRING, OFF(admin_plaintext), "deny",
+	  "deny|allow", "admin calls over plain HTTP from non-loopback peers: deny (403) or allow",
+	  NULL },
 	{ "admin_token_file", "admin-token-file", OPT_STRING, OFF(admin_token_file), "", "FILE",
 	  "file holding the bearer token for the admin API (empty: admin API disabled)",
 	  "Never put the token itself on a command line." },
@@ -343,6 +353,13 @@ int config_validate(const struct config *c, char *err)
 	if (log_parse_format(c->log_format, &format) < 0)
 		return err_set(err, -EINVAL, "log_format: \"%.32s\" is not text or json",
 		               c->log_format);
+	if ((c->tls_cert_file[0] == '\0') != (c->tls_key_file[0] == '\0'))
+		return err_set(err, -EINVAL, "tls_cert_file and tls_key_file go together");
+	if (c->tls_ca_file[0] != '\0' && c->tls_cert_file[0] == '\0')
+		return err_set(err, -EINVAL, "tls_ca_file needs tls_cert_file and tls_key_file");
+	if (strcmp(c->admin_plaintext, "deny") != 0 && strcmp(c->admin_plaintext, "allow") != 0)
+		return err_set(err, -EINVAL, "admin_plaintext: \"%.32s\" is not deny or allow",
+		               c->admin_plaintext);
 	if (c->io_threads < 1)
 		return err_set(err, -EINVAL, "io_threads must be at least 1");
 	if (c->max_queue < 1)

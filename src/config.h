@@ -23,6 +23,8 @@ struct config {
 	char *port_file;
 	char *models_dir;
 	char *admin_token_file;
+	char *tls_cert_file, *tls_key_file, *tls_ca_file;
+	char *admin_plaintext;
 	char *log_level;
 	char *log_format;
 	char *config_file;

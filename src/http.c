@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "route.h"
 #include "sock.h"
+#include "tls.h"
 #include "tensor.h"
 
 /* How long a reply to a half-closed connection may take to write: from a
@@ -69,7 +70,9 @@ struct http {
 	const struct config *cfg;
 	int listen_fd;
 	int quiesced;
-	int metrics_only; /* a listener for /metrics and health alone */
+	int metrics_only;    /* a listener for /metrics and health alone */
+	struct tls *tls;     /* HTTPS, or NULL */
+	int admin_plaintext; /* admin calls allowed over plain HTTP from anywhere */
 	pthread_mutex_t lock;
 	struct request *jobs; /* requests whose job has not replied */
 	size_t njobs;
@@ -164,6 +167,26 @@ static void record_reply(struct request *rq)
 	snprintf(rq->model, sizeof(rq->model), "%s", r->model);
 	rq->queue_us = r->queue_us;
 	rq->compute_us = r->compute_us;
+}
+
+/* Is the client on this host (127.0.0.0/8, ::1, or 127.x mapped in IPv6)? */
+static int peer_loopback(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	if (sa != NULL && sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >>
+		        24) == 127;
+	if (sa != NULL && sa->sa_family == AF_INET6) {
+		const struct in6_addr *a =
+		        &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
 }
 
 /* The client's address, numeric, for the log. */
@@ -339,6 +362,16 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	     rq->route.ep != EP_READY) ||
 	    (!h->metrics_only && rq->route.ep == EP_METRICS && h->cfg->metrics_listen[0] != '\0'))
 		return fail(rq, 404, "no such endpoint on this listener: %s %s", method, url);
+	if (rq->route.admin && h->tls == NULL && !h->admin_plaintext && !peer_loopback(c)) {
+		char peer[INET6_ADDRSTRLEN];
+
+		peer_of(c, peer, sizeof(peer));
+		return fail(rq, 403,
+		            "admin calls over plain HTTP are refused from %s (not loopback): the "
+		            "token would cross the network in clear text; use HTTPS "
+		            "(tls_cert_file) or set admin_plaintext = allow",
+		            peer);
+	}
 	if (rq->route.admin &&
 	    api_authorize(
 	            h->api,
@@ -419,7 +452,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	/* The client half-closed after the worker looked, and libmicrohttpd
 	 * dropped the resumed connection before the reply was queued. */
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->phase == P_DONE && rq->status == 0 &&
-	    !rq->direct && rq->reply.status != 0)
+	    !rq->direct && rq->reply.status != 0 && rq->fd >= 0)
 		write_direct(rq, HTTP_DIRECT_IO_MS);
 	if (rq->reserved)
 		__atomic_sub_fetch(&h->inflight_bytes, rq->reserved, __ATOMIC_RELAXED);
@@ -506,7 +539,9 @@ static enum MHD_Result submit(struct request *rq)
 
 	if (draining(h))
 		return fail(rq, 503, "shutting down");
-	rq->fd = ci != NULL ? ci->connect_fd : -1;
+	/* A TLS connection's socket carries records, never plain bytes: no
+	 * peeking, no direct writes. */
+	rq->fd = ci != NULL && h->tls == NULL ? ci->connect_fd : -1;
 	pthread_mutex_lock(&h->lock);
 	if (draining(h)) {
 		pthread_mutex_unlock(&h->lock);
@@ -608,11 +643,12 @@ static void on_panic(void *cls, const char *file, unsigned int line, const char 
 }
 
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
-               int listen_fd, int metrics_only, char *err)
+               int listen_fd, int metrics_only, struct tls *tls, char *err)
 {
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct http *h = calloc(1, sizeof(*h));
+	struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
 
 	*out = NULL;
 	if (h == NULL)
@@ -622,6 +658,16 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	h->cfg = cfg;
 	h->listen_fd = listen_fd;
 	h->metrics_only = metrics_only;
+	h->tls = tls;
+	h->admin_plaintext = strcmp(cfg->admin_plaintext, "allow") == 0;
+	if (tls != NULL) {
+		flags |= MHD_USE_TLS;
+		tls_opts[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+			                               tls_cert_callback() };
+		if (tls_ca_pem(tls) != NULL)
+			tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
+				                               (void *)tls_ca_pem(tls) };
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	MHD_set_panic_func(on_panic, NULL);
 	h->daemon = MHD_start_daemon(
@@ -633,7 +679,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
 	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-	        h, MHD_OPTION_END);
+	        h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		pthread_mutex_destroy(&h->lock);
 		free(h);

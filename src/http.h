@@ -16,10 +16,13 @@
 
 struct http;
 
+struct tls;
+
 /* Start serving on listen_fd (ownership passes to the server); a
- * metrics_only server answers /metrics and health only. */
+ * metrics_only server answers /metrics and health only; with tls, HTTPS
+ * (tls must outlive the server). */
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
-               int listen_fd, int metrics_only, char *err);
+               int listen_fd, int metrics_only, struct tls *tls, char *err);
 
 /* Stop accepting, let requests in flight finish for up to timeout_s seconds,
  * then answer the rest with 503.  Returns the number abandoned. */

@@ -131,6 +131,31 @@ class Daemon:
             return f.read()
 
 
+class HTTPSDaemon(Daemon):
+    """The daemon serving HTTPS: requests (readiness included) go over TLS,
+    verified against ca, with a client certificate (cert, key) when given."""
+
+    def __init__(self, *args, ca, client_cert=None, host="localhost", env=None):
+        self.ca, self.client_cert, self.host = ca, client_cert, host
+        super().__init__(*args, env=env)
+
+    def request(self, method, path, body=None, headers=None, timeout=60, addr=None):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if self.client_cert:
+            ctx.load_cert_chain(*self.client_cert)
+        sock = socket.create_connection((addr or "127.0.0.1", self.port), timeout=timeout)
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=ctx)
+        conn.sock = ctx.wrap_socket(sock, server_hostname=self.host)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, dict(resp.getheaders()), data
+
+
 def read_all(s):
     """Everything a socket yields until the peer closes, resets or times out."""
     out = b""
