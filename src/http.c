@@ -711,6 +711,7 @@ size_t http_drain(struct http *h, unsigned timeout_s)
 	pthread_mutex_lock(&h->lock);
 	while ((rq = h->jobs) != NULL) {
 		__atomic_store_n(&rq->abandoned, 1, __ATOMIC_RELEASE);
+		metrics_abandoned(api_metrics(h->api), rq->route.ep, ABANDON_SHUTDOWN);
 		rq->phase = P_DONE;
 		reply_error(&rq->reply, 503, "shutting down before the request completed");
 		rq->reply.retry_after = (int)h->cfg->retry_after;

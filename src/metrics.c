@@ -48,6 +48,7 @@ struct metrics {
 	uint64_t flops, bytes_in, bytes_out;
 	int64_t inflight;
 	uint64_t reloads_ok, reloads_failed;
+	uint64_t abandoned[NENDPOINTS][ABANDON_COUNT];
 	double start_time;
 	pthread_mutex_t add; /* serialises adding a model's series */
 };
@@ -139,6 +140,13 @@ void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, u
 	if (s != NULL)
 		observe(&s->compute, compute_ns);
 	__atomic_add_fetch(&mt->flops, (uint64_t)flops, __ATOMIC_RELAXED);
+}
+
+void metrics_abandoned(struct metrics *mt, enum endpoint ep, enum metrics_abandon why)
+{
+	if ((unsigned)ep >= NENDPOINTS || (unsigned)why >= ABANDON_COUNT)
+		return;
+	__atomic_add_fetch(&mt->abandoned[ep][why], 1, __ATOMIC_RELAXED);
 }
 
 void metrics_inflight(struct metrics *mt, int delta)
@@ -251,6 +259,27 @@ static void process_metrics(const struct metrics *mt, struct buf *b)
 	buf_printf(b, "process_start_time_seconds %.3f\n", mt->start_time);
 }
 
+/* Requests given up, for each endpoint that computes (zeros included, so
+ * that rates exist before the first one). */
+static void render_abandoned(struct metrics *mt, struct buf *b)
+{
+	static const enum endpoint computing[] = { EP_CONV, EP_ASPP, EP_SEQUENTIAL, EP_INFER };
+	static const char *const reasons[ABANDON_COUNT] = { [ABANDON_SHUTDOWN] = "shutdown" };
+	size_t i, r;
+
+	header(b, "atrousd_requests_abandoned_total", "counter",
+	       "Requests given up before their reply, by endpoint and reason (shutdown: still "
+	       "running at drain_timeout).");
+	for (i = 0; i < sizeof(computing) / sizeof(computing[0]); i++)
+		for (r = 0; r < ABANDON_COUNT; r++)
+			buf_printf(
+			        b,
+			        "atrousd_requests_abandoned_total{endpoint=\"%s\",reason=\"%s\"} "
+			        "%llu\n",
+			        endpoint_label(computing[i]), reasons[r],
+			        load(&mt->abandoned[computing[i]][r]));
+}
+
 /* Requests by endpoint and code, and their durations by endpoint. */
 static void render_requests(struct metrics *mt, struct buf *b)
 {
@@ -322,6 +351,7 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 	header(b, "atrousd_build_info", "gauge", "Build information; the value is always 1.");
 	buf_printf(b, "atrousd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	render_requests(mt, b);
+	render_abandoned(mt, b);
 	render_stages(mt, b);
 	scalar(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.",
 	       g->queue_depth);

@@ -70,6 +70,8 @@ START_TEST(test_after_traffic)
 	metrics_reload(mt, 1);
 	metrics_reload(mt, 0);
 	metrics_reload(mt, 0);
+	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN);
+	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN);
 	text = render(mt);
 
 	ck_assert(sample(text, "atrousd_requests_total{endpoint=\"infer\",code=\"200\"}") == 2);
@@ -106,6 +108,12 @@ START_TEST(test_after_traffic)
 	ck_assert(sample(text, "atrousd_model_reloads_total{result=\"success\"}") == 1);
 	ck_assert(sample(text, "atrousd_model_reloads_total{result=\"failure\"}") == 2);
 	ck_assert(sample(text, "atrousd_build_info{version=\"" PACKAGE_VERSION "\"}") == 1);
+	ck_assert(sample(text, "atrousd_requests_abandoned_total{endpoint=\"infer\",reason="
+	                       "\"shutdown\"}") == 2);
+	ck_assert(
+	        sample(text,
+	               "atrousd_requests_abandoned_total{endpoint=\"aspp\",reason=\"shutdown\"}") ==
+	        0);
 	ck_assert(sample(text, "process_resident_memory_bytes") > 0);
 	free(text);
 	metrics_free(mt);

@@ -23,7 +23,7 @@ from harness import SRCDIR, Daemon, Results, free_port  # noqa: E402
 R = Results()
 dash = json.load(open(os.path.join(SRCDIR, "deploy", "grafana", "atrousd.json")))
 targets = [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
-R.check(len(dash["panels"]) >= 9 and all(p["datasource"]["uid"] == "${datasource}" for p in dash["panels"]),
+R.check(len(dash["panels"]) >= 10 and all(p["datasource"]["uid"] == "${datasource}" for p in dash["panels"]),
         "the dashboard: %d panels, %d queries, on the datasource variable" % (len(dash["panels"]), len(targets)))
 names = {v["name"] for v in dash["templating"]["list"]}
 R.check(names == {"datasource", "job", "instance"}, "variables: datasource, job, instance")
