@@ -509,7 +509,7 @@ int models_index(struct models *ms, void (*fn)(void *arg, const struct models_en
 	for (i = 0; rc == 0 && i < ms->n; i++)
 		rc = add_name(&names, &n, model_name(ms->set[i]));
 	pthread_mutex_unlock(&ms->lock);
-	if (rc == 0)
+	if (rc == 0 && n > 1)
 		qsort(names, n, sizeof(*names), by_str);
 	for (i = 0; i < n; i++) {
 		struct model *m = rc == 0 ? models_get(ms, names[i]) : NULL;

@@ -212,8 +212,14 @@ START_TEST(test_interrupted_replacement)
 }
 END_TEST
 
+static void count_row(void *arg, const struct models_entry *e)
+{
+	(*(int *)arg)++;
+}
+
 START_TEST(test_without_dir)
 {
+	int rows;
 	struct models *ms;
 	size_t loaded, failed;
 	char err[ERR_LEN];
@@ -223,6 +229,9 @@ START_TEST(test_without_dir)
 	ck_assert_int_eq(models_reload(ms, &loaded, &failed), 0);
 	ck_assert_uint_eq(loaded + failed, 0);
 	ck_assert_int_eq(models_put(ms, "a", good, strlen(good), &created, err), -EROFS);
+	rows = 0;
+	ck_assert_int_eq(models_index(ms, count_row, &rows), 0); /* nothing, and no crash */
+	ck_assert_int_eq(rows, 0);
 	models_free(ms);
 }
 END_TEST
