@@ -873,121 +873,136 @@ static int permute_projection(struct importer *im, struct conv_layer *proj, cons
 	return 0;
 }
 
-/* Concat of branches (and one pooling branch) over x, then proj (or -1). */
-static int emit_aspp(struct importer *im, int cat, int proj, int depth)
-{
-	const struct value *c = &im->v[cat];
-	struct graph_layer l = { .type = GRAPH_ASPP };
-	int64_t *from = NULL, nch = 0, off = 0, pool_off = -1, pool_ch = 0;
-	int x = -1, pool = -1, rc;
-	size_t i, nb = 0;
+/* What a concatenation of ASPP parts holds. */
+struct parts {
+	int x;            /* the tensor every part reads */
+	int pool;         /* the pooling branch's value, or -1 */
+	size_t nb;        /* Conv branches */
+	int64_t nch;      /* channels of the concatenation */
+	int64_t pool_off; /* where the pooling branch's channels start in it */
+	int64_t pool_ch;
+};
 
+/* Classify the parts of Concat c: Conv branches over one tensor and at
+ * most one pooling branch. */
+static int classify(struct importer *im, const struct value *c, int proj, struct parts *pt)
+{
+	size_t i;
+
+	*pt = (struct parts){ .x = -1, .pool = -1, .pool_off = -1 };
 	for (i = 0; i < c->nparts; i++) {
 		int p = c->parts[i], src;
 
 		if (im->v[p].kind == V_CONV && im->v[p].uses == 1) {
 			src = im->v[p].src;
-			nch += im->convs[im->v[p].conv].layer.filters->dim[3];
-			nb++;
-		} else if ((src = pool_source(im, p)) >= 0 && pool < 0) {
+			pt->nch += im->convs[im->v[p].conv].layer.filters->dim[3];
+			pt->nb++;
+		} else if ((src = pool_source(im, p)) >= 0 && pt->pool < 0) {
 			const struct tensor *f = im->convs[im->v[im->v[p].src].conv].layer.filters;
 
 			if (f->dim[0] != 1 || f->dim[1] != 1)
 				return err_set(im->err, -EINVAL,
 				               "the image-pooling branch's Conv must be 1x1");
-			pool = p;
-			pool_off = nch;
-			pool_ch = im->convs[im->v[im->v[p].src].conv].layer.filters->dim[3];
-			nch += pool_ch;
+			pt->pool = p;
+			pt->pool_off = pt->nch;
+			pt->pool_ch = f->dim[3];
+			pt->nch += f->dim[3];
 		} else {
-			return err_set(
-			        im->err, -EINVAL,
-			        "Concat \"%.64s\": part \"%.64s\" is neither a Conv branch nor "
-			        "the image-pooling branch of an ASPP head",
-			        c->name, im->v[p].name);
+			return err_set(im->err, -EINVAL,
+			               "Concat \"%.64s\": part \"%.64s\" is neither a Conv branch "
+			               "nor the image-pooling branch of an ASPP head",
+			               c->name, im->v[p].name);
 		}
-		if (x >= 0 && src != x)
+		if (pt->x >= 0 && src != pt->x)
 			return err_set(im->err, -EINVAL,
 			               "Concat \"%.64s\": the branches read different tensors",
 			               c->name);
-		x = src;
+		pt->x = src;
 	}
-	if (nb == 0)
+	if (pt->nb == 0)
 		return err_set(im->err, -EINVAL,
-		               "Concat \"%.64s\": an ASPP head needs a Conv "
-		               "branch",
-		               c->name);
-	if (pool >= 0 && pool_off != 0 && proj < 0)
+		               "Concat \"%.64s\": an ASPP head needs a Conv branch", c->name);
+	if (pt->pool >= 0 && pt->pool_off != 0 && proj < 0)
 		return err_set(im->err, -EINVAL,
 		               "Concat \"%.64s\": the image-pooling branch must come first when no "
 		               "projection follows (atrousd's ASPP puts it first)",
 		               c->name);
-	rc = emit(im, x, depth + 1);
-	if (rc < 0)
-		return rc;
-	l.aspp.branches = calloc(nb, sizeof(*l.aspp.branches));
-	from = calloc((size_t)nch, sizeof(*from));
-	if (l.aspp.branches == NULL || from == NULL) {
-		rc = err_set(im->err, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	/* from[j]: the concatenation's channel for the ASPP's channel j. */
-	if (pool >= 0) {
-		struct conv_layer pl = take_conv(im, im->v[im->v[pool].src].conv);
+	return 0;
+}
 
-		l.aspp.pool = malloc(sizeof(*l.aspp.pool));
-		if (l.aspp.pool == NULL) {
-			conv_layer_clear(&pl);
-			rc = err_set(im->err, -ENOMEM, "out of memory");
-			goto fail;
-		}
-		*l.aspp.pool = pl;
-		for (off = 0; off < pool_ch; off++)
-			from[off] = pool_off + off;
-	}
-	for (i = 0, nch = 0; i < c->nparts; i++) {
+/* Conv c moved into a new allocation (the ASPP's pooling or projection). */
+static int take_conv_alloc(struct importer *im, int c, struct conv_layer **out)
+{
+	*out = malloc(sizeof(**out));
+	if (*out == NULL)
+		return err_set(im->err, -ENOMEM, "out of memory");
+	**out = take_conv(im, c);
+	return 0;
+}
+
+/* The branches in concatenation order, and from[j], the concatenation's
+ * channel of the ASPP's channel j (pooling first, then the branches). */
+static int take_branches(struct importer *im, const struct value *c, const struct parts *pt,
+                         struct aspp *a, int64_t *from)
+{
+	int64_t off = 0, at = 0, k, o;
+	size_t i;
+
+	for (k = 0; k < pt->pool_ch; k++)
+		from[off++] = pt->pool_off + k;
+	for (i = 0; i < c->nparts; i++) {
 		int p = c->parts[i];
-		int64_t k, o;
+		struct conv_layer *b;
 
-		if (p == pool) {
-			nch += pool_ch;
+		if (p == pt->pool) {
+			at += pt->pool_ch;
 			continue;
 		}
-		l.aspp.branches[l.aspp.nbranches] = take_conv(im, im->v[p].conv);
-		o = l.aspp.branches[l.aspp.nbranches++].filters->dim[3];
-		if (l.aspp.branches[l.aspp.nbranches - 1].spec.padding != CONV_SAME) {
-			rc = err_set(im->err, -EINVAL,
-			             "ASPP branch \"%.64s\" must use SAME padding", im->v[p].name);
-			goto fail;
-		}
+		b = &a->branches[a->nbranches++];
+		*b = take_conv(im, im->v[p].conv);
+		if (b->spec.padding != CONV_SAME)
+			return err_set(im->err, -EINVAL,
+			               "ASPP branch \"%.64s\" must use SAME padding",
+			               im->v[p].name);
+		o = b->filters->dim[3];
 		for (k = 0; k < o; k++)
-			from[off++] = nch + k;
-		nch += o;
+			from[off++] = at + k;
+		at += o;
 	}
-	if (proj >= 0) {
-		struct conv_layer pr = take_conv(im, proj);
+	return 0;
+}
 
-		l.aspp.proj = malloc(sizeof(*l.aspp.proj));
-		if (l.aspp.proj == NULL) {
-			conv_layer_clear(&pr);
-			rc = err_set(im->err, -ENOMEM, "out of memory");
-			goto fail;
-		}
-		*l.aspp.proj = pr;
-		rc = permute_projection(im, l.aspp.proj, from, nch);
-		if (rc < 0)
-			goto fail;
-	}
-	rc = aspp_prepare(&l.aspp, im->err);
+/* Concat of branches (and one pooling branch) over x, then proj (or -1). */
+static int emit_aspp(struct importer *im, int cat, int proj, int depth)
+{
+	const struct value *c = &im->v[cat];
+	struct graph_layer l = { .type = GRAPH_ASPP };
+	struct parts pt;
+	int64_t *from = NULL;
+	int rc;
+
+	rc = classify(im, c, proj, &pt);
+	if (rc == 0)
+		rc = emit(im, pt.x, depth + 1);
+	if (rc < 0)
+		return rc;
+	l.aspp.branches = calloc(pt.nb, sizeof(*l.aspp.branches));
+	from = calloc((size_t)pt.nch, sizeof(*from));
+	if (l.aspp.branches == NULL || from == NULL)
+		rc = err_set(im->err, -ENOMEM, "out of memory");
+	if (rc == 0 && pt.pool >= 0)
+		rc = take_conv_alloc(im, im->v[im->v[pt.pool].src].conv, &l.aspp.pool);
+	if (rc == 0)
+		rc = take_branches(im, c, &pt, &l.aspp, from);
+	if (rc == 0 && proj >= 0 && (rc = take_conv_alloc(im, proj, &l.aspp.proj)) == 0)
+		rc = permute_projection(im, l.aspp.proj, from, pt.nch);
+	if (rc == 0)
+		rc = aspp_prepare(&l.aspp, im->err);
 	if (rc == 0)
 		rc = add_layer(im, &l);
+	free(from);
 	if (rc < 0)
-		goto fail;
-	free(from);
-	return 0;
-fail:
-	free(from);
-	aspp_clear(&l.aspp);
+		aspp_clear(&l.aspp);
 	return rc;
 }
 
