@@ -210,6 +210,34 @@ static float half_to_float(uint16_t h)
 	return (h & 0x8000) ? -v : v;
 }
 
+/* Element i of a float16, float32 or float64 initializer (raw_data, or
+ * float16's int32_data, float_data, double_data). */
+static double element(const Onnx__TensorProto *t, size_t esize, size_t i)
+{
+	const uint8_t *raw = t->has_raw_data ? t->raw_data.data : NULL;
+	uint16_t h;
+	float f;
+	double d;
+
+	if (esize == 4) {
+		if (raw == NULL)
+			return t->float_data[i];
+		memcpy(&f, raw + 4 * i, 4);
+		return f;
+	}
+	if (esize == 8) {
+		if (raw == NULL)
+			return t->double_data[i];
+		memcpy(&d, raw + 8 * i, 8);
+		return d;
+	}
+	if (raw != NULL)
+		memcpy(&h, raw + 2 * i, 2);
+	else
+		h = (uint16_t)t->int32_data[i];
+	return half_to_float(h);
+}
+
 /* A float initializer as a new float32 tensor of its own shape. */
 static int load_floats(struct importer *im, const Onnx__TensorProto *t, struct tensor **out)
 {
@@ -256,30 +284,8 @@ static int load_floats(struct importer *im, const Onnx__TensorProto *t, struct t
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < count; i++) {
-		double d;
+		double d = element(t, esize, i);
 
-		if (esize == 4) {
-			float f;
-
-			if (raw != NULL)
-				memcpy(&f, raw + 4 * i, 4);
-			else
-				f = t->float_data[i];
-			d = f;
-		} else if (esize == 8) {
-			if (raw != NULL)
-				memcpy(&d, raw + 8 * i, 8);
-			else
-				d = t->double_data[i];
-		} else {
-			uint16_t h;
-
-			if (raw != NULL)
-				memcpy(&h, raw + 2 * i, 2);
-			else
-				h = (uint16_t)t->int32_data[i];
-			d = half_to_float(h);
-		}
 		if (!isfinite(d) || fabs(d) > FLT_MAX) {
 			tensor_free(*out);
 			*out = NULL;
@@ -503,13 +509,46 @@ static int alias(struct importer *im, const Onnx__NodeProto *n, int x)
 	return 0;
 }
 
+/* Fold BatchNormalization's scale, bias, mean and variance (t[0..3]) into
+ * conv c: w' = w * s and b' = (b - mean) * s + beta with
+ * s = gamma / sqrt(var + eps), each rounded once from double. */
+static int fold(struct importer *im, struct conv *c, struct tensor *const t[4], double eps)
+{
+	int64_t m = c->layer.filters->dim[3], per = (int64_t)c->layer.filters->count / m, o, i;
+
+	for (o = 0; o < m; o++) {
+		double var = t[3]->data[o], s = (double)t[0]->data[o] / sqrt(var + eps);
+
+		if (!(var + eps > 0))
+			return err_set(im->err, -EDOM, "variance %g + epsilon is not positive",
+			               var);
+		for (i = 0; i < per; i++) {
+			float *w = &c->layer.filters->data[i * m + o];
+
+			*w = (float)((double)*w * s);
+			if (!isfinite(*w))
+				break;
+		}
+		c->layer.bias->data[o] =
+		        (float)(((double)c->layer.bias->data[o] - (double)t[2]->data[o]) * s +
+		                (double)t[1]->data[o]);
+		if (i < per || !isfinite(c->layer.bias->data[o]))
+			return err_set(
+			        im->err, -ERANGE,
+			        "folding channel %lld into the Conv overflows float32 (scale %g "
+			        "/ sqrt(variance %g + epsilon %g))",
+			        (long long)o, (double)t[0]->data[o], var, eps);
+	}
+	return 0;
+}
+
 static int node_batchnorm(struct importer *im, const Onnx__NodeProto *n)
 {
 	const Onnx__TensorProto *p[4];
 	struct tensor *t[4] = { NULL };
 	struct conv *c;
 	double eps;
-	int64_t m, o, i, per;
+	int64_t m;
 	int x, k, rc;
 
 	rc = foldable(im, n, "BatchNormalization", &x);
@@ -551,35 +590,9 @@ static int node_batchnorm(struct importer *im, const Onnx__NodeProto *n)
 		if (rc < 0)
 			goto done;
 	}
-	/* w' = w * s and b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps),
-	 * each rounded once from double. */
-	per = (int64_t)c->layer.filters->count / m;
-	for (o = 0; o < m; o++) {
-		double var = t[3]->data[o], s = (double)t[0]->data[o] / sqrt(var + eps);
-
-		if (!(var + eps > 0)) {
-			rc = err_set(im->err, -EDOM, "variance %g + epsilon is not positive", var);
-			goto done;
-		}
-		for (i = 0; i < per; i++) {
-			float *w = &c->layer.filters->data[i * m + o];
-
-			*w = (float)((double)*w * s);
-			if (!isfinite(*w))
-				break;
-		}
-		c->layer.bias->data[o] =
-		        (float)(((double)c->layer.bias->data[o] - (double)t[2]->data[o]) * s +
-		                (double)t[1]->data[o]);
-		if (i < per || !isfinite(c->layer.bias->data[o])) {
-			rc = err_set(
-			        im->err, -ERANGE,
-			        "folding channel %lld into the Conv overflows float32 (scale %g "
-			        "/ sqrt(variance %g + epsilon %g))",
-			        (long long)o, (double)t[0]->data[o], var, eps);
-			goto done;
-		}
-	}
+	rc = fold(im, c, t, eps);
+	if (rc < 0)
+		goto done;
 	c->bn = 1;
 	rc = alias(im, n, x);
 done:
