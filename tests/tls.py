@@ -101,7 +101,7 @@ from geventhttpclient.url import URL  # noqa: E402
 from kserve import demo_ref  # noqa: E402
 
 x = np.random.default_rng(5).standard_normal((1, 9, 7, 8)).astype(np.float32)
-client = HTTPClient.from_url(URL("https://localhost:%d/" % d.port), concurrency=1,
+client = HTTPClient.from_url(URL("https://127.0.0.1:%d/" % d.port), concurrency=1,
                              connection_timeout=60.0, network_timeout=60.0,
                              ssl_options={"ca_certs": path("ca.pem")}, ssl_context_factory=None,
                              insecure=False)
