@@ -337,6 +337,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (action == CONFIG_CHECK) {
+		/* The certificate pair too, so that ExecStartPre catches it. */
+		struct tls *tls = NULL;
+
+		if (cfg.tls_cert_file[0] != '\0' &&
+		    tls_new(&tls, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file, err) < 0) {
+			fprintf(stderr, "atrousd: %s\n", err);
+			config_clear(&cfg);
+			return 1;
+		}
+		tls_free(tls);
 		printf("atrousd: configuration OK\n");
 		config_clear(&cfg);
 		return 0;

@@ -203,6 +203,13 @@ for args, msg in ((["--tls-cert", path("srv.pem")], "tls_cert_file and tls_key_f
     R.check(p.returncode == 1 and msg in p.stdout + p.stderr, "refused at start: %s (%s)"
             % (" ".join(a.replace(W + "/", "") for a in args), (p.stdout + p.stderr).strip().splitlines()[-1][:100]))
 
+p = subprocess.run([ATROUSD, "--tls-cert", path("srv.pem"), "--tls-key", path("cli.key"), "--check-config"],
+                   capture_output=True, text=True, timeout=20)
+R.check(p.returncode == 1 and "tls_key_file" in p.stderr, "--check-config loads the pair and refuses a mismatch")
+p = subprocess.run([ATROUSD, "--tls-cert", path("srv.pem"), "--tls-key", path("srv.key"), "--check-config"],
+                   capture_output=True, text=True, timeout=20)
+R.check(p.returncode == 0 and "configuration OK" in p.stdout, "--check-config accepts a good pair")
+
 # ---------------------------------------------------------------- admin over plain HTTP
 inner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_netns.py")
 p = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && ip addr add 192.0.2.1/32 dev lo && "
