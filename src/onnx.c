@@ -24,18 +24,17 @@ enum vkind {
 	V_CONST,  /* an initializer or Constant */
 	V_CONV,   /* a convolution's output (with BatchNorm and Relu folded in) */
 	V_POOL,   /* the spatial mean of src, 1x1 */
-	V_BCAST,  /* src (1x1) resized or expanded to the size of shape_of */
+	V_BCAST,  /* src (1x1) resized or expanded to the map's size */
 	V_CONCAT, /* tensors joined on channels */
-	V_INT,    /* integer shape arithmetic; shape_of: the tensor it measures */
+	V_INT,    /* integer shape arithmetic (sizes a Resize) */
 };
 
 struct value {
 	const char *name;
 	enum vkind kind;
-	int src;      /* V_CONV, V_POOL, V_BCAST: the value read */
-	int conv;     /* V_CONV: index into convs */
-	int shape_of; /* V_INT: the measured tensor, -1 unknown, -2 mixed */
-	int *parts;   /* V_CONCAT: the values joined, in order */
+	int src;    /* V_CONV, V_POOL, V_BCAST: the value read */
+	int conv;   /* V_CONV: index into convs */
+	int *parts; /* V_CONCAT: the values joined, in order */
 	size_t nparts;
 	int uses; /* how many node inputs (and graph outputs) read it */
 	int owns; /* parts belong to this value (aliases share them) */
@@ -137,12 +136,9 @@ static int add_value(struct importer *im, const char *name, enum vkind kind, int
 		im->v = nv;
 		im->cap = cap;
 	}
-	im->v[im->nv] = (struct value){ .name = name,
-		                        .kind = kind,
-		                        .src = -1,
-		                        .conv = -1,
-		                        .shape_of = -1,
-		                        .uses = reads(im, name) };
+	im->v[im->nv] = (struct value){
+		.name = name, .kind = kind, .src = -1, .conv = -1, .uses = reads(im, name)
+	};
 	*out = (int)im->nv++;
 	return 0;
 }
@@ -695,41 +691,32 @@ static int node_bcast(struct importer *im, const Onnx__NodeProto *n)
 	return rc;
 }
 
-/* Shape arithmetic: the result measures whatever its inputs measure. */
+/* Shape arithmetic: integers from Shape of any tensor, constants and other
+ * integers; never a tensor's values. */
 static int node_int(struct importer *im, const Onnx__NodeProto *n)
 {
-	int measured = -1, out, rc;
+	int shape = strcmp(n->op_type, "Shape") == 0, out, rc;
 	size_t i;
 
 	for (i = 0; i < n->n_input; i++) {
-		int k = find(im, n->input[i]), m;
+		int k = find(im, n->input[i]);
 
 		if (n->input[i][0] == '\0')
 			continue; /* an optional input left out */
 		if (k < 0)
 			return NODE_ERR(im, n, -EINVAL,
-			                "input \"%.64s\" is not defined before the "
-			                "node",
+			                "input \"%.64s\" is not defined before the node",
 			                n->input[i]);
-		if (strcmp(n->op_type, "Shape") == 0)
-			m = k;
-		else if (im->v[k].kind == V_INT)
-			m = im->v[k].shape_of;
-		else if (im->v[k].kind == V_CONST)
-			continue;
-		else
-			return NODE_ERR(im, n, -EINVAL,
-			                "integer arithmetic on a tensor: only the "
-			                "shape computations exporters emit are "
-			                "supported");
-		measured = measured == -1 || measured == m ? m : -2;
+		if (!shape && im->v[k].kind != V_INT && im->v[k].kind != V_CONST)
+			return NODE_ERR(
+			        im, n, -EINVAL,
+			        "integer arithmetic on a tensor: only the shape computations "
+			        "exporters emit are supported");
 	}
 	for (i = 0; i < n->n_output; i++) {
 		rc = add_value(im, n->output[i], V_INT, &out);
 		if (rc < 0)
 			return rc;
-		if (out >= 0)
-			im->v[out].shape_of = measured;
 	}
 	return 0;
 }

@@ -70,8 +70,12 @@ class Daemon:
         self.log.flush()
         return open(self.log_path).read()
 
-    def request(self, method, path, body=None, headers=None, timeout=60):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+    def connection(self, timeout, addr=None):
+        """A connection to the daemon (at addr, 127.0.0.1 by default)."""
+        return http.client.HTTPConnection(addr or "127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60, addr=None):
+        conn = self.connection(timeout, addr)
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         conn.request(method, path, body=body, headers=headers or {})
@@ -139,7 +143,8 @@ class HTTPSDaemon(Daemon):
         self.ca, self.client_cert, self.host = ca, client_cert, host
         super().__init__(*args, env=env)
 
-    def request(self, method, path, body=None, headers=None, timeout=60, addr=None):
+    def connection(self, timeout, addr=None):
+        """TLS to addr, the certificate checked for self.host."""
         import ssl
         ctx = ssl.create_default_context(cafile=self.ca)
         if self.client_cert:
@@ -147,13 +152,7 @@ class HTTPSDaemon(Daemon):
         sock = socket.create_connection((addr or "127.0.0.1", self.port), timeout=timeout)
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=ctx)
         conn.sock = ctx.wrap_socket(sock, server_hostname=self.host)
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        return resp.status, dict(resp.getheaders()), data
+        return conn
 
 
 def read_all(s):

@@ -5,7 +5,6 @@ an address of this (namespaced) host that is not loopback: admin calls over
 plain HTTP from it are refused unless admin_plaintext = allow; over HTTPS
 they are fine.  Arguments: the folder with the test's certificates, the
 admin token."""
-import http.client
 import json
 import os
 import sys
@@ -19,12 +18,8 @@ AUTH = {"Authorization": "Bearer " + TOKEN}
 
 
 def plain(d, addr, method, path, headers=None):
-    c = http.client.HTTPConnection(addr, d.port, timeout=10)
-    c.request(method, path, "" if method == "POST" else None, headers or {})
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, body
+    st, _, body = d.request(method, path, "" if method == "POST" else None, headers, addr=addr)
+    return st, body
 
 
 args = ("--listen", "0.0.0.0:0", "--admin-token-file", os.path.join(W, "token"))
