@@ -42,18 +42,6 @@ uint64_t api_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int api_status_of(int rc)
-{
-	switch (rc) {
-	case -E2BIG: return 413;
-	case -EDOM: return 422;
-	case -ENOMEM: return 503;
-	case -ENOENT: return 404;
-	case -EROFS: return 409;
-	default: return 400;
-	}
-}
-
 static int take_tensor(void *ctx, json_t *v, const char *field, struct tensor **out, char *err)
 {
 	return codec_doc_take_tensor(ctx, v, field, out, err);
@@ -193,7 +181,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	if (rc == 0)
 		rc = codec_check_finite(out, err);
 	if (rc < 0) {
-		reply_error(r, api_status_of(rc), "%s", err);
+		reply_error(r, reply_status_of(rc), "%s", err);
 		goto done;
 	}
 	buf_puts(&b, "{\"output\":");
@@ -260,12 +248,12 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 			err_prefix(err, "[request id: %.64s]", req.id);
 			snprintf(r->request_id, sizeof(r->request_id), "%.63s", req.id);
 		}
-		reply_error(r, api_status_of(rc), "%s", err);
+		reply_error(r, reply_status_of(rc), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
 	}
 	if (model_nchw(m) && tensor_relayout(&out, 0, err) < 0) {
-		reply_error(r, api_status_of(-ENOMEM), "%s", err);
+		reply_error(r, reply_status_of(-ENOMEM), "%s", err);
 		model_record(m, 0, api_now_ns() - rq->t.start, 0, 0, 0, 0, 0);
 		goto done;
 	}
@@ -308,7 +296,7 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 	case EP_MODEL_PUT:
 		rc = models_put(a->models, name, rq->body, rq->len, &created, err);
 		if (rc < 0) {
-			reply_error(r, api_status_of(rc), "%s", err);
+			reply_error(r, reply_status_of(rc), "%s", err);
 			return;
 		}
 		log_info("model %s %s by upload", name, created ? "created" : "replaced");
@@ -318,7 +306,7 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 	case EP_MODEL_DELETE:
 		rc = models_delete(a->models, name, err);
 		if (rc < 0) {
-			reply_error(r, api_status_of(rc), "%s", err);
+			reply_error(r, reply_status_of(rc), "%s", err);
 			return;
 		}
 		log_info("model %s deleted", name);

@@ -74,7 +74,4 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r);
  * returns -EPERM (403: no token is configured) or -EACCES (401). */
 int api_authorize(struct api *a, const char *authorization, struct reply *r);
 
-/* Map a negative errno from the core to an HTTP status. */
-int api_status_of(int rc);
-
 #endif

@@ -516,7 +516,7 @@ static int fold(struct importer *im, struct conv *c, struct tensor *const t[4], 
 		double var = t[3]->data[o], s = (double)t[0]->data[o] / sqrt(var + eps);
 
 		if (!(var + eps > 0))
-			return err_set(im->err, -EDOM, "variance %g + epsilon is not positive",
+			return err_set(im->err, -EINVAL, "variance %g + epsilon is not positive",
 			               var);
 		for (i = 0; i < per; i++) {
 			float *w = &c->layer.filters->data[i * m + o];

@@ -2,6 +2,7 @@
 /* reply.c - filling replies: JSON errors, bodies from buffers or text. */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,4 +73,16 @@ void reply_model(struct reply *r, int status, const char *name, const char *key,
 	buf_json_string(&b, value);
 	buf_puts(&b, "}\n");
 	reply_buf(r, status, &b);
+}
+
+int reply_status_of(int rc)
+{
+	switch (rc) {
+	case -E2BIG: return 413;
+	case -EDOM: return 422;
+	case -ENOMEM: return 503;
+	case -ENOENT: return 404;
+	case -EROFS: return 409;
+	default: return 400;
+	}
 }

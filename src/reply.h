@@ -37,6 +37,10 @@ void reply_text(struct reply *r, int status, const char *text);
 /* Fill r with status and {"name": name, key: value}. */
 void reply_model(struct reply *r, int status, const char *name, const char *key, const char *value);
 
+/* The HTTP status of a negative errno: -E2BIG 413, -EDOM 422, -ENOMEM 503,
+ * -ENOENT 404, -EROFS 409, anything else 400. */
+int reply_status_of(int rc);
+
 /* Free the reply body. */
 void reply_clear(struct reply *r);
 

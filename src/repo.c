@@ -13,18 +13,6 @@
 #include "log.h"
 #include "repo.h"
 
-/* HTTP status of a store or load error. */
-static int status_of(int rc)
-{
-	switch (rc) {
-	case -ENOENT: return 404;
-	case -EROFS: return 409;
-	case -E2BIG: return 413;
-	case -ENOMEM: return 503;
-	default: return 400;
-	}
-}
-
 /* The body as a JSON object with only the allowed keys; an empty body is {}. */
 static int parse_body(const char *body, size_t len, const char *const *keys, struct codec_doc **doc,
                       json_t **root, char *err)
@@ -85,7 +73,7 @@ void repo_index(struct models *ms, const char *body, size_t len, struct reply *r
 	}
 	codec_doc_free(doc);
 	if (rc < 0) {
-		reply_error(r, status_of(rc), "%s", err);
+		reply_error(r, reply_status_of(rc), "%s", err);
 		return;
 	}
 	c.b = &b;
@@ -213,7 +201,7 @@ void repo_load(struct models *ms, const char *name, const char *body, size_t len
 		rc = models_load(ms, name, fs->f, fs->n, &created, err);
 	if (rc < 0) {
 		log_warn("repository load of %s refused: %s", name, err);
-		reply_error(r, status_of(rc), "failed to load '%s': %s", name, err);
+		reply_error(r, reply_status_of(rc), "failed to load '%s': %s", name, err);
 	} else {
 		log_info("model %s loaded%s", name,
 		         fs->n == 0 ? " from its folder"
@@ -241,7 +229,7 @@ void repo_unload(struct models *ms, const char *name, const char *body, size_t l
 	if (rc == 0)
 		rc = models_unload(ms, name, err);
 	if (rc < 0) {
-		reply_error(r, status_of(rc), "failed to unload '%s': %s", name, err);
+		reply_error(r, reply_status_of(rc), "failed to unload '%s': %s", name, err);
 		return;
 	}
 	log_info("model %s unloaded", name);
