@@ -51,7 +51,8 @@ static int take_tensor(void *ctx, json_t *v, const char *field, struct tensor **
 static int decode(struct api *a, enum endpoint ep, const char *body, size_t len, struct graph **g,
                   struct tensor **value, enum codec_enc *enc, char *err)
 {
-	static const char *const root_keys[] = { "value", "layers", "output_encoding", NULL };
+	static const char *const root_keys[] = { "value", "layers", "output_encoding", "timeout_us",
+		                                 NULL };
 	struct codec_doc *doc = NULL;
 	json_t *root, *v;
 	char shape[160];
@@ -66,6 +67,9 @@ static int decode(struct api *a, enum endpoint ep, const char *body, size_t len,
 	*enc = CODEC_FLAT;
 	v = json_object_get(root, "output_encoding");
 	if (v != NULL && (rc = codec_parse_encoding(json_string_value(v), enc, err)) < 0)
+		goto done;
+	rc = codec_check_timeout(json_object_get(root, "timeout_us"), "timeout_us", err);
+	if (rc < 0)
 		goto done;
 	if (ep == EP_SEQUENTIAL) {
 		rc = codec_check_keys(root, root_keys, NULL, err);

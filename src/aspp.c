@@ -190,10 +190,19 @@ static void center_task(void *arg, size_t t, void *scratch)
 	const struct fused *f = arg;
 	int64_t p0 = (int64_t)t * FUSED_TILE;
 	int64_t m = f->pixels - p0 < FUSED_TILE ? f->pixels - p0 : FUSED_TILE;
+	int64_t per = m * f->c, cols = per > 0 ? CONV_CANCEL_MACS / per : f->nf, j;
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)f->nf, (int)f->c, 1.0f,
-	            f->in + p0 * f->c, (int)f->c, f->a->center->data, (int)f->nf, 0.0f,
-	            f->out + p0 * f->ldc + f->off, (int)f->ldc);
+	/* In runs of output columns (the same sums, bit for bit) with a look at
+	 * the cancellation flag before each. */
+	if (cols < 16)
+		cols = 16;
+	for (j = 0; j < f->nf && !par_cancelled(); j += cols) {
+		int64_t n = f->nf - j < cols ? f->nf - j : cols;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)f->c,
+		            1.0f, f->in + p0 * f->c, (int)f->c, f->a->center->data + j, (int)f->nf,
+		            0.0f, f->out + p0 * f->ldc + f->off + j, (int)f->ldc);
+	}
 }
 
 /* Phase 3: bias and activation of every branch, once all taps are summed. */
@@ -341,7 +350,7 @@ int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_run
 	*nominal += x.nominal;
 	rc = run_branches(&x, runner);
 	if (rc < 0) {
-		err_set(err, rc, "out of memory");
+		err_set(err, rc, rc == -ECANCELED ? "cancelled" : "out of memory");
 		goto done;
 	}
 	if (a->proj != NULL) {

@@ -148,7 +148,7 @@ static void on_pool(struct pool *p, struct job *j)
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	j->done = 0;
-	while (pool_submit(p, run_job, j) != 0)
+	while (pool_submit(p, run_job, j, 0) != 0)
 		usleep(1000);
 	pthread_mutex_lock(&j->lock);
 	while (!j->done)
@@ -217,7 +217,7 @@ static double sgemm_ceiling(struct pool *p, int workers)
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.cond, NULL);
 	gemm_task(&c.g, 0, NULL); /* warm up */
-	pool_submit(p, ceiling_job, &c);
+	pool_submit(p, ceiling_job, &c, 0);
 	pthread_mutex_lock(&c.lock);
 	while (!c.done)
 		pthread_cond_wait(&c.cond, &c.lock);

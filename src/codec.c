@@ -340,6 +340,14 @@ int codec_doc_take_tensor(struct codec_doc *doc, json_t *v, const char *field, s
 	return rc;
 }
 
+int codec_check_timeout(json_t *v, const char *name, char *err)
+{
+	if (v == NULL || (json_is_integer(v) && json_integer_value(v) >= 0))
+		return 0;
+	return err_set(err, -EINVAL, "\"%s\" must be a whole number of microseconds (0: none)",
+	               name);
+}
+
 int codec_parse_encoding(const char *s, enum codec_enc *out, char *err)
 {
 	if (s != NULL && strcmp(s, "flat") == 0)

@@ -47,6 +47,11 @@ void codec_doc_free(struct codec_doc *doc);
  * unknown key "K" (expected "a", "b", ...). */
 int codec_check_keys(json_t *obj, const char *const *allowed, const char *const *extra, char *err);
 
+/* A request's timeout in microseconds, checked where it is parsed (the HTTP
+ * layer reads it earlier, without parsing): absent, or an integer from 0 to
+ * 2^63-1; else -EINVAL naming it as name. */
+int codec_check_timeout(json_t *v, const char *name, char *err);
+
 /* Parse "flat", "nested" or "b64". */
 int codec_parse_encoding(const char *s, enum codec_enc *out, char *err);
 

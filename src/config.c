@@ -14,7 +14,7 @@
 #include "error.h"
 #include "log.h"
 
-enum opt_type { OPT_STRING, OPT_UINT, OPT_SIZE };
+enum opt_type { OPT_STRING, OPT_UINT, OPT_SIZE, OPT_BOOL };
 
 struct option_def {
 	const char *key;  /* config file key */
@@ -80,8 +80,17 @@ static const struct option_def options[] = {
 	  "concurrent connections from one address (0: no limit)", NULL },
 	{ "connection_timeout", "connection-timeout", OPT_UINT, OFF(connection_timeout), "30",
 	  "SEC", "close connections idle this long (an inactivity timeout, not a deadline)", NULL },
+	{ "request_timeout", "request-timeout", OPT_UINT, OFF(request_timeout), "0", "MS",
+	  "deadline of every compute request from its arrival (0: none); a request's own "
+	  "timeout may lower it, never raise it",
+	  "Past it a request is refused or abandoned with 504 (docs/API.md, Deadlines)." },
+	{ "ignore_client_abort", "ignore-client-abort", OPT_BOOL, OFF(ignore_client_abort), "false",
+	  "BOOL",
+	  "keep computing for clients that half-closed (FIN); false abandons their work as soon "
+	  "as they close",
+	  "A reset connection is abandoned either way." },
 	{ "drain_timeout", "drain-timeout", OPT_UINT, OFF(drain_timeout), "25", "SEC",
-	  "on SIGTERM, wait this long for requests in flight before exiting", NULL },
+	  "on SIGTERM, wait this long for requests in flight, then abandon the rest", NULL },
 	{ "retry_after", "retry-after", OPT_UINT, OFF(retry_after), "1", "SEC",
 	  "Retry-After sent with 503 replies", NULL },
 };
@@ -147,6 +156,19 @@ static int set_option(struct config *c, const struct option_def *o, const char *
 			               value);
 		*(unsigned *)base = (unsigned)v;
 		return 0;
+	case OPT_BOOL: {
+		static const char *const yes[] = { "true", "yes", "on", "1" }, *const no[] = {
+			"false", "no", "off", "0"
+		};
+		size_t i;
+
+		for (i = 0; i < 4; i++)
+			if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+				*(int *)base = strcmp(value, yes[i]) == 0;
+				return 0;
+			}
+		return err_set(err, -EINVAL, "%s: \"%.64s\" is not true or false", o->key, value);
+	}
 	case OPT_SIZE:
 		if (parse_u64(value, 1, &v) < 0)
 			return err_set(err, -EINVAL,

@@ -39,6 +39,8 @@ struct config {
 	unsigned max_connections;
 	unsigned per_ip_connections;
 	unsigned connection_timeout;
+	unsigned request_timeout; /* ms, 0: none */
+	int ignore_client_abort;
 	unsigned drain_timeout;
 	unsigned retry_after;
 };

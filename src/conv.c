@@ -466,14 +466,30 @@ struct gemm_step {
 };
 
 /* ntaps consecutive taps (row-major over the kernel) from tap first, read
- * from column col of A. */
+ * from column col of A; in runs of taps of at most CONV_CANCEL_MACS, with a
+ * look at the cancellation flag before each (a cancelled task's output is
+ * garbage that nobody reads). */
 static void gemm_taps(const struct conv_plan *p, struct gemm_step *g, int64_t col, int64_t first,
                       int64_t ntaps)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)p->o,
-	            (int)(ntaps * p->c), 1.0f, g->a + col, (int)g->lda,
-	            p->filters + first * p->c * p->o, (int)p->o, g->beta, g->c, (int)g->ldc);
-	g->beta = 1.0f;
+	int64_t per = g->m * p->o * p->c, run = per > 0 ? CONV_CANCEL_MACS / per : ntaps;
+
+	if (run < 1)
+		run = 1;
+	while (ntaps > 0) {
+		int64_t n = ntaps < run ? ntaps : run;
+
+		if (par_cancelled())
+			return;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)p->o,
+		            (int)(n * p->c), 1.0f, g->a + col, (int)g->lda,
+		            p->filters + first * p->c * p->o, (int)p->o, g->beta, g->c,
+		            (int)g->ldc);
+		g->beta = 1.0f;
+		col += n * p->c;
+		first += n;
+		ntaps -= n;
+	}
 }
 
 /* The GEMMs of a region: one over whole filter rows when the taps' weights

@@ -25,6 +25,10 @@
 /* Scratch budget of one task (im2col tile plus GEMM result tile). */
 #define CONV_SCRATCH_BYTES ((size_t)8 << 20)
 
+/* Multiply-adds of one GEMM call between two looks at the cancellation flag
+ * (par_cancelled): about 1-2 ms of one core.  Larger products are cut. */
+#define CONV_CANCEL_MACS ((int64_t)64 << 20)
+
 /* Where the plan writes its output: channel offset and pixel stride (in floats)
  * inside a wider NHWC tensor, so that concatenation costs nothing. */
 struct conv_out_layout {

@@ -166,7 +166,8 @@ int graph_run(const struct graph *g, const struct tensor *value, const struct pa
 	for (i = 0; i < g->n; i++) {
 		const struct graph_layer *l = &g->layers[i];
 
-		rc = l->type == GRAPH_CONV
+		rc = par_cancelled() ? err_set(err, -ECANCELED, "cancelled")
+		     : l->type == GRAPH_CONV
 		             ? conv_layer_run(&l->conv, cur, runner, &next, &st.useful_flops,
 		                              &st.nominal_flops, err)
 		             : aspp_run(&l->aspp, cur, runner, &next, &st.useful_flops,

@@ -174,7 +174,8 @@ static int parse_one(struct graph_layer *l, json_t *obj, const char *default_typ
 int graphjson_layer(struct graph **out, json_t *layer, const char *default_type,
                     graphjson_tensor_fn getter, void *ctx, char *err)
 {
-	static const char *const request_keys[] = { "value", "output_encoding", NULL };
+	static const char *const request_keys[] = { "value", "output_encoding", "timeout_us",
+		                                    NULL };
 	struct graph *g;
 	int rc;
 

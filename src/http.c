@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* http.c - libmicrohttpd glue: routes, limits, suspend/resume, drain. */
+/* http.c - libmicrohttpd glue: routes, limits, suspend/resume, the life of
+ * a request (reply, client gone, deadline, shutdown), drain. */
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
@@ -19,12 +20,14 @@
 #include "buf.h"
 #include "error.h"
 #include "http.h"
+#include "jscan.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
 #include "sock.h"
 #include "tls.h"
 #include "tensor.h"
+#include "watch.h"
 
 /* How long a reply to a half-closed connection may take to write: from a
  * worker, and from the I/O thread when the half-close came too late for the
@@ -43,11 +46,19 @@ struct request {
 	struct route route;
 	long long header_len; /* Inference-Header-Content-Length, -1 if absent */
 	enum phase phase;
-	int refs;      /* MHD's and the job's, under h->lock */
-	int abandoned; /* drain gave up waiting; written under h->lock */
-	int fd;        /* the connection's socket, for peeking without MHD */
-	int discard;   /* a reply is queued early; ignore the body */
-	int direct;    /* the reply was written to the socket by the worker */
+	int refs;            /* MHD's and the job's, under h->lock */
+	int abandoned;       /* given up (see abandon()); written under h->lock */
+	int cancel;          /* the flag the job's kernels watch; raised by abandon() */
+	int fd;              /* the connection's socket, for peeking without MHD */
+	int sock;            /* the same, watched for the client leaving (TLS too), or -1 */
+	int discard;         /* a reply is queued early; ignore the body */
+	int direct;          /* the reply was written to the socket by the worker */
+	int gone;            /* the client left: close without a reply */
+	uint64_t serial;     /* the watcher's key */
+	uint64_t timeout_us; /* the request's timeout, 0: none */
+	uint64_t deadline;   /* CLOCK_MONOTONIC ns, 0: none */
+	uint64_t started;    /* a worker took the job (ns); 0 while queued */
+	const char *note;    /* what ended the request, for the log */
 	struct buf body;
 	char *body_mem;  /* the aligned storage of body, when it has one */
 	int padded;      /* body_mem: binary tensors can be used in place */
@@ -76,6 +87,8 @@ struct http {
 	pthread_mutex_t lock;
 	struct request *jobs; /* requests whose job has not replied */
 	size_t njobs;
+	uint64_t serial;       /* last key given to the watcher */
+	struct watch *watch;   /* closed clients and deadlines of jobs */
 	size_t inflight_bytes; /* atomic */
 };
 
@@ -116,6 +129,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	rq->conn = c;
 	rq->refs = 1;
 	rq->header_len = -1;
+	rq->fd = rq->sock = -1;
 	rq->t.start = api_now_ns();
 	return rq;
 }
@@ -472,7 +486,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 				.id = rq->request_id,
 				.model = rq->model,
 				.peer = peer,
-				.note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+				.note = rq->note ? rq->note
+				        : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
 				                ? NULL
 				                : "(connection closed)",
 				.status = rq->status,
@@ -490,20 +505,98 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	request_unref(h, rq);
 }
 
+/* The endpoints whose requests have deadlines and stop when their client
+ * leaves: the computations.  Admin calls run to the end. */
+static int watched(const struct route *rt)
+{
+	return rt->ep == EP_CONV || rt->ep == EP_ASPP || rt->ep == EP_SEQUENTIAL ||
+	       rt->ep == EP_INFER;
+}
+
+/* The name its compute time is recorded under (see api.c). */
+static const char *compute_key(const struct request *rq)
+{
+	return rq->route.ep == EP_INFER ? rq->route.model : endpoint_label(rq->route.ep);
+}
+
+/* The one end of a request that is not its reply: the client left, the
+ * deadline passed, or the server stops.  Under h->lock, for a request whose
+ * job is listed.  A queued job leaves the queue; a running one sees its flag
+ * at its next task and its result is dropped (job_run).  The connection
+ * resumes with a 504 or 503, or closes without a word for a client gone. */
+static void abandon(struct http *h, struct request *rq, enum metrics_abandon why)
+{
+	struct metrics *mt = api_metrics(h->api);
+	uint64_t now = api_now_ns(), mean, used, began;
+
+	__atomic_store_n(&rq->abandoned, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&rq->cancel, 1, __ATOMIC_RELEASE);
+	if (pool_cancel(h->pool, rq) == 0) {
+		rq->refs--; /* the job's; MHD still holds one */
+		metrics_inflight(mt, -1);
+	}
+	began = rq->started ? rq->started : now;
+	rq->queue_us = (began - rq->t.enqueue) / 1000;
+	rq->compute_us = (now - began) / 1000;
+	mean = metrics_mean_compute_ns(mt, compute_key(rq));
+	used = now - began;
+	metrics_abandoned(mt, rq->route.ep, why, mean > used ? mean - used : 0);
+	switch (why) {
+	case ABANDON_CLIENT_GONE:
+		rq->gone = 1;
+		rq->status = 499; /* nginx's "client closed request" */
+		metrics_request(mt, rq->route.ep, 499, now - rq->t.start, rq->body.len, 0);
+		rq->note = rq->started ? "(client gone: stopped computing)"
+		                       : "(client gone: dropped from the queue)";
+		break;
+	case ABANDON_DEADLINE:
+		reply_error(&rq->reply, 504,
+		            "deadline of %llu us exceeded after %llu us (queued %llu us)",
+		            (unsigned long long)rq->timeout_us,
+		            (unsigned long long)((now - rq->t.start) / 1000),
+		            (unsigned long long)rq->queue_us);
+		rq->note = rq->started ? "(deadline: stopped computing)"
+		                       : "(deadline: refused without computing)";
+		break;
+	default:
+		reply_error(&rq->reply, 503, "shutting down before the request completed");
+		rq->reply.retry_after = (int)h->cfg->retry_after;
+		rq->note = "(shutdown: abandoned at drain_timeout)";
+		break;
+	}
+	rq->phase = P_DONE;
+	jobs_remove(h, rq);
+	if (rq->sock >= 0)
+		watch_del(h->watch, rq->sock);
+	MHD_resume_connection(rq->conn);
+}
+
 static void job_run(void *arg)
 {
 	struct request *rq = arg;
 	struct http *h = rq->h;
 	struct reply r = { 0 };
-	int shut;
+	int run = 0, shut;
 
-	/* A hint only: abandonment is settled under the lock below. */
-	if (!__atomic_load_n(&rq->abandoned, __ATOMIC_ACQUIRE)) {
+	pthread_mutex_lock(&h->lock);
+	if (!rq->abandoned) {
+		rq->started = api_now_ns();
+		if (rq->deadline != 0 && rq->started >= rq->deadline) {
+			rq->started = 0; /* it never ran */
+			abandon(h, rq, ABANDON_DEADLINE);
+		} else {
+			run = 1;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (run) {
 		struct api_request ar = { &rq->route,   rq->body.data ? rq->body.data : "",
 			                  rq->body.len, rq->header_len,
 			                  rq->t,        rq->padded };
+		const int *old = par_watch(&rq->cancel);
 
 		api_run(h->api, &ar, &r);
+		par_watch(old);
 	}
 	/* Leave the in-flight gauge before the client can see the reply. */
 	metrics_inflight(api_metrics(rq->h->api), -1);
@@ -513,17 +606,58 @@ static void job_run(void *arg)
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
 		rq->reply = r;
-		/* Rare: the client half-closed before its reply was ready. */
+		/* The client half-closed and ignore_client_abort keeps it. */
 		if (shut)
 			write_direct(rq, HTTP_DIRECT_WORKER_MS);
 		rq->phase = P_DONE;
 		jobs_remove(h, rq);
+		if (rq->sock >= 0)
+			watch_del(h->watch, rq->sock);
 		MHD_resume_connection(rq->conn);
 	} else {
 		reply_clear(&r);
 	}
 	pthread_mutex_unlock(&h->lock);
 	request_unref(h, rq);
+}
+
+/* The request's timeout: its own (KServe "parameters": {"timeout": us},
+ * native "timeout_us"), read from the JSON without parsing it, lowered to
+ * the server's request_timeout.  The worker's full parse checks the value. */
+static uint64_t timeout_of(const struct request *rq)
+{
+	static const char *const kserve[] = { "parameters", "timeout", NULL };
+	static const char *const native[] = { "timeout_us", NULL };
+	uint64_t server = (uint64_t)rq->h->cfg->request_timeout * 1000, own = 0;
+	size_t len = rq->header_len > 0 ? (size_t)rq->header_len : rq->body.len;
+
+	if (rq->body.data != NULL && len <= rq->body.len)
+		jscan_find_uint(rq->body.data, len, rq->route.ep == EP_INFER ? kserve : native,
+		                &own);
+	if (own > UINT64_MAX / 4000) /* beyond any clock: none */
+		own = 0;
+	return own != 0 && (server == 0 || own < server) ? own : server;
+}
+
+/* Listed, suspended and watched, under h->lock: the job may start. */
+static void enlist(struct request *rq)
+{
+	struct http *h = rq->h;
+
+	rq->phase = P_RUNNING;
+	rq->t.enqueue = api_now_ns();
+	metrics_inflight(api_metrics(rq->h->api), 1);
+	rq->refs++;
+	rq->next = h->jobs;
+	if (h->jobs)
+		h->jobs->prev = rq;
+	h->jobs = rq;
+	h->njobs++;
+	rq->serial = ++h->serial;
+	if (rq->sock >= 0 && watch_add(h->watch, rq->serial, rq->sock,
+	                               h->cfg->ignore_client_abort ? 0 : WATCH_FIN) < 0)
+		rq->sock = -1; /* not watched: it runs to the end */
+	MHD_suspend_connection(rq->conn);
 }
 
 /* Last call: the body is complete; hand the work to the pool.  The connection
@@ -540,32 +674,40 @@ static enum MHD_Result submit(struct request *rq)
 	if (draining(h))
 		return fail(rq, 503, "shutting down");
 	/* A TLS connection's socket carries records, never plain bytes: no
-	 * peeking, no direct writes. */
+	 * peeking, no direct writes; but its closing is seen all the same. */
 	rq->fd = ci != NULL && h->tls == NULL ? ci->connect_fd : -1;
+	rq->sock = ci != NULL && watched(&rq->route) ? ci->connect_fd : -1;
+	if (watched(&rq->route)) {
+		rq->timeout_us = timeout_of(rq);
+		rq->deadline = rq->timeout_us ? rq->t.start + rq->timeout_us * 1000 : 0;
+	}
+	if (rq->deadline != 0 && api_now_ns() >= rq->deadline) {
+		metrics_abandoned(api_metrics(h->api), rq->route.ep, ABANDON_DEADLINE,
+		                  metrics_mean_compute_ns(api_metrics(h->api), compute_key(rq)));
+		rq->note = "(deadline: refused without computing)";
+		return fail(rq, 504, "deadline of %llu us exceeded after %llu us (queued 0 us)",
+		            (unsigned long long)rq->timeout_us,
+		            (unsigned long long)((api_now_ns() - rq->t.start) / 1000));
+	}
 	pthread_mutex_lock(&h->lock);
 	if (draining(h)) {
 		pthread_mutex_unlock(&h->lock);
 		return fail(rq, 503, "shutting down");
 	}
-	rq->phase = P_RUNNING;
-	rq->t.enqueue = api_now_ns();
-	metrics_inflight(api_metrics(rq->h->api), 1);
-	rq->refs++;
-	rq->next = h->jobs;
-	if (h->jobs)
-		h->jobs->prev = rq;
-	h->jobs = rq;
-	h->njobs++;
-	MHD_suspend_connection(rq->conn);
+	enlist(rq);
 	pthread_mutex_unlock(&h->lock);
-	rc = pool_submit(h->pool, job_run, rq);
+	if (rq->deadline != 0)
+		watch_poke(h->watch);
+	rc = pool_submit(h->pool, job_run, rq, rq->deadline);
 	if (rc == 0)
 		return MHD_YES;
 	metrics_inflight(api_metrics(rq->h->api), -1);
 	pthread_mutex_lock(&h->lock);
 	rq->refs--;
-	if (!rq->abandoned) { /* else http_drain() replied and resumed already */
+	if (!rq->abandoned) { /* else abandon() replied and resumed already */
 		jobs_remove(h, rq);
+		if (rq->sock >= 0)
+			watch_del(h->watch, rq->sock);
 		rq->phase = P_DONE;
 		reply_error(&rq->reply, 503,
 		            rc == -EAGAIN ? "queue full (max_queue %u); retry later"
@@ -576,6 +718,42 @@ static enum MHD_Result submit(struct request *rq)
 	}
 	pthread_mutex_unlock(&h->lock);
 	return MHD_YES; /* the reply goes out when the handler is called again */
+}
+
+/* The watcher: a client left while its job was listed. */
+static void on_gone(void *ctx, uint64_t key)
+{
+	struct http *h = ctx;
+	struct request *rq;
+
+	pthread_mutex_lock(&h->lock);
+	for (rq = h->jobs; rq != NULL; rq = rq->next)
+		if (rq->serial == key) {
+			abandon(h, rq, ABANDON_CLIENT_GONE);
+			break;
+		}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* The watcher: abandon the jobs past their deadline; the next one. */
+static uint64_t on_tick(void *ctx, uint64_t now)
+{
+	struct http *h = ctx;
+	struct request *rq, *next;
+	uint64_t soonest = 0;
+
+	pthread_mutex_lock(&h->lock);
+	for (rq = h->jobs; rq != NULL; rq = next) {
+		next = rq->next;
+		if (rq->deadline == 0)
+			continue;
+		if (rq->deadline <= now)
+			abandon(h, rq, ABANDON_DEADLINE);
+		else if (soonest == 0 || rq->deadline < soonest)
+			soonest = rq->deadline;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return soonest;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -614,8 +792,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		buf_add(&rq->body, upload, n);
 		return buf_ok(&rq->body) == 0 ? MHD_YES : MHD_NO;
 	}
-	if (rq->phase == P_DONE && rq->direct)
-		return MHD_NO; /* sent already: close the connection */
+	if (rq->phase == P_DONE && (rq->direct || rq->gone))
+		return MHD_NO; /* sent already, or nobody to send to: close */
 	if (rq->phase == P_DONE)
 		return send_reply(rq);
 	if (rq->phase == P_BODY)
@@ -649,6 +827,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct http *h = calloc(1, sizeof(*h));
 	struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
+	int rc;
 
 	*out = NULL;
 	if (h == NULL)
@@ -669,6 +848,12 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 				                               (void *)tls_ca_pem(tls) };
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	rc = watch_new(&h->watch, &(struct watch_ops){ on_gone, on_tick }, h, err);
+	if (rc < 0) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return rc;
+	}
 	MHD_set_panic_func(on_panic, NULL);
 	h->daemon = MHD_start_daemon(
 	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
@@ -681,6 +866,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
 	        h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 	if (h->daemon == NULL) {
+		watch_free(h->watch);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return err_set(err, -EIO, "libmicrohttpd failed to start");
@@ -709,15 +895,8 @@ size_t http_drain(struct http *h, unsigned timeout_s)
 	if (left == 0)
 		return 0;
 	pthread_mutex_lock(&h->lock);
-	while ((rq = h->jobs) != NULL) {
-		__atomic_store_n(&rq->abandoned, 1, __ATOMIC_RELEASE);
-		metrics_abandoned(api_metrics(h->api), rq->route.ep, ABANDON_SHUTDOWN);
-		rq->phase = P_DONE;
-		reply_error(&rq->reply, 503, "shutting down before the request completed");
-		rq->reply.retry_after = (int)h->cfg->retry_after;
-		jobs_remove(h, rq);
-		MHD_resume_connection(rq->conn);
-	}
+	while ((rq = h->jobs) != NULL)
+		abandon(h, rq, ABANDON_SHUTDOWN);
 	pthread_mutex_unlock(&h->lock);
 	/* Give the I/O threads a moment to send the 503 replies. */
 	nanosleep(&nap, NULL);
@@ -728,6 +907,7 @@ void http_stop(struct http *h)
 {
 	if (h == NULL)
 		return;
+	watch_free(h->watch);
 	MHD_stop_daemon(h->daemon);
 	if (h->quiesced) /* otherwise libmicrohttpd closed it */
 		close(h->listen_fd);

@@ -270,3 +270,85 @@ void jscan_clear(struct jscan *js)
 	js->fast = NULL;
 	js->nfast = js->cap = 0;
 }
+
+/* Skip one value of any kind from p; NULL when the text ends first. */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	p = skip_ws(p, end);
+	if (p < end && *p == '"')
+		p = skip_string(p, end);
+	else if (p < end && *p != '[' && *p != '{')
+		while (p < end && !strchr(",]} \t\r\n", *p))
+			p++;
+	else
+		while (p < end) {
+			char ch = *p;
+
+			if (ch == '"') {
+				p = skip_string(p, end);
+				continue;
+			}
+			p++;
+			if (ch == '[' || ch == '{')
+				depth++;
+			else if ((ch == ']' || ch == '}') && --depth == 0)
+				break;
+		}
+	return p < end ? p : NULL;
+}
+
+/* A JSON integer at p (no sign, fraction or exponent) up to INT64_MAX. */
+static int read_uint(const char *p, const char *end, uint64_t *out)
+{
+	uint64_t v = 0;
+	const char *d = p;
+
+	for (; d < end && *d >= '0' && *d <= '9'; d++) {
+		if (v > ((uint64_t)INT64_MAX - (uint64_t)(*d - '0')) / 10)
+			return 0;
+		v = v * 10 + (uint64_t)(*d - '0');
+	}
+	if (d == p || (d < end && strchr(".eE", *d)))
+		return 0;
+	*out = v;
+	return 1;
+}
+
+int jscan_find_uint(const char *body, size_t len, const char *const *path, uint64_t *out)
+{
+	const char *p = body, *end = body + len;
+
+	p = skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return 0;
+	for (p++;;) {
+		const char *key;
+		size_t klen;
+
+		p = skip_ws(p, end);
+		if (p >= end || *p != '"')
+			return 0; /* the end of the object, or not JSON */
+		key = p + 1;
+		p = skip_string(p, end);
+		klen = (size_t)(p - key) - 1;
+		p = skip_ws(p, end);
+		if (p >= end || *p != ':')
+			return 0;
+		p++;
+		if (klen == strlen(path[0]) && memcmp(key, path[0], klen) == 0) {
+			p = skip_ws(p, end);
+			return path[1] != NULL
+			               ? jscan_find_uint(p, (size_t)(end - p), path + 1, out)
+			               : read_uint(p, end, out);
+		}
+		p = skip_value(p, end);
+		if (p == NULL)
+			return 0;
+		p = skip_ws(p, end);
+		if (p >= end || *p != ',')
+			return 0;
+		p++;
+	}
+}

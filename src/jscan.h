@@ -45,4 +45,12 @@ int jscan_body(struct jscan *js, const char *body, size_t len, struct buf *env, 
 /* Free the tensors not taken. */
 void jscan_clear(struct jscan *js);
 
+/* Look up an integer without parsing the body: the member at path (NULL
+ * ended, e.g. {"parameters", "timeout", NULL}) from the top-level object,
+ * skipping every other value.  1 with *out set when it is there as a JSON
+ * integer from 0 to INT64_MAX; 0 otherwise (absent, another type, escaped
+ * key, malformed text: the full parse reports what is wrong).  For the I/O
+ * thread: one pass, no allocation, about a gigabyte a second. */
+int jscan_find_uint(const char *body, size_t len, const char *const *path, uint64_t *out);
+
 #endif

@@ -232,6 +232,10 @@ int kserve_decode(const struct model *m, const char *body, size_t len, long long
 	}
 	rc = get_bool(json_object_get(root, "parameters"), "binary_data_output",
 	              &req->binary_output, err);
+	if (rc == 0 && json_is_object(json_object_get(root, "parameters")))
+		rc = codec_check_timeout(
+		        json_object_get(json_object_get(root, "parameters"), "timeout"),
+		        "parameters.timeout", err);
 	if (rc == 0)
 		rc = decode_outputs(json_object_get(root, "outputs"), m, &req->binary_output, err);
 	if (rc < 0)

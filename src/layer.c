@@ -33,7 +33,8 @@ static int plan_and_run(const struct tensor *in, const struct tensor *filters,
 	if (rc == 0) {
 		rc = conv_plan_run(p, in->data, y->data, n < min_flops ? NULL : runner);
 		if (rc < 0)
-			err_set(err, rc, "convolution failed: out of memory");
+			err_set(err, rc, "convolution %s",
+			        rc == -ECANCELED ? "cancelled" : "failed: out of memory");
 	}
 	conv_plan_free(p);
 	if (rc < 0) {

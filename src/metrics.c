@@ -27,7 +27,8 @@ struct histo {
 };
 
 /* Status codes given their own series; anything else is "other". */
-static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503 };
+static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409,
+	                     413, 415, 422, 499, 500, 503, 504 };
 #define NCODES     (sizeof(codes) / sizeof(codes[0]) + 1)
 #define NENDPOINTS EP_COUNT
 
@@ -49,6 +50,7 @@ struct metrics {
 	int64_t inflight;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t abandoned[NENDPOINTS][ABANDON_COUNT];
+	uint64_t saved_ns[NENDPOINTS][ABANDON_COUNT];
 	double start_time;
 	pthread_mutex_t add; /* serialises adding a model's series */
 };
@@ -109,6 +111,11 @@ void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t 
 	__atomic_add_fetch(&mt->bytes_out, bytes_out, __ATOMIC_RELAXED);
 }
 
+static unsigned long long load(const uint64_t *v)
+{
+	return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
 static struct model_series *series(struct metrics *mt, const char *model)
 {
 	int i, n = __atomic_load_n(&mt->nmodels, __ATOMIC_ACQUIRE);
@@ -142,11 +149,26 @@ void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, u
 	__atomic_add_fetch(&mt->flops, (uint64_t)flops, __ATOMIC_RELAXED);
 }
 
-void metrics_abandoned(struct metrics *mt, enum endpoint ep, enum metrics_abandon why)
+uint64_t metrics_mean_compute_ns(struct metrics *mt, const char *model)
+{
+	int i, n = __atomic_load_n(&mt->nmodels, __ATOMIC_ACQUIRE);
+
+	for (i = 0; i < n; i++)
+		if (strcmp(mt->models[i].name, model) == 0) {
+			uint64_t count = load(&mt->models[i].compute.count);
+
+			return count ? load(&mt->models[i].compute.sum_ns) / count : 0;
+		}
+	return 0;
+}
+
+void metrics_abandoned(struct metrics *mt, enum endpoint ep, enum metrics_abandon why,
+                       uint64_t saved_ns)
 {
 	if ((unsigned)ep >= NENDPOINTS || (unsigned)why >= ABANDON_COUNT)
 		return;
 	__atomic_add_fetch(&mt->abandoned[ep][why], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->saved_ns[ep][why], saved_ns, __ATOMIC_RELAXED);
 }
 
 void metrics_inflight(struct metrics *mt, int delta)
@@ -183,11 +205,6 @@ static void scalar(struct buf *b, const char *name, const char *type, const char
 {
 	header(b, name, type, help);
 	buf_printf(b, "%s %llu\n", name, v);
-}
-
-static unsigned long long load(const uint64_t *v)
-{
-	return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
 /* Histogram samples; labels is "" or `key="value"` (already escaped). */
@@ -264,13 +281,19 @@ static void process_metrics(const struct metrics *mt, struct buf *b)
 static void render_abandoned(struct metrics *mt, struct buf *b)
 {
 	static const enum endpoint computing[] = { EP_CONV, EP_ASPP, EP_SEQUENTIAL, EP_INFER };
-	static const char *const reasons[ABANDON_COUNT] = { [ABANDON_SHUTDOWN] = "shutdown" };
+	static const char *const reasons[ABANDON_COUNT] = {
+		[ABANDON_CLIENT_GONE] = "client_gone",
+		[ABANDON_DEADLINE] = "deadline",
+		[ABANDON_SHUTDOWN] = "shutdown",
+	};
+	const size_t ncomputing = sizeof(computing) / sizeof(computing[0]);
 	size_t i, r;
 
 	header(b, "atrousd_requests_abandoned_total", "counter",
-	       "Requests given up before their reply, by endpoint and reason (shutdown: still "
-	       "running at drain_timeout).");
-	for (i = 0; i < sizeof(computing) / sizeof(computing[0]); i++)
+	       "Requests given up before their result, by endpoint and reason (client_gone: "
+	       "the connection closed; deadline: past the request's deadline; shutdown: still "
+	       "in flight at drain_timeout).");
+	for (i = 0; i < ncomputing; i++)
 		for (r = 0; r < ABANDON_COUNT; r++)
 			buf_printf(
 			        b,
@@ -278,6 +301,16 @@ static void render_abandoned(struct metrics *mt, struct buf *b)
 			        "%llu\n",
 			        endpoint_label(computing[i]), reasons[r],
 			        load(&mt->abandoned[computing[i]][r]));
+	header(b, "atrousd_abandoned_compute_seconds_total", "counter",
+	       "Compute time not spent because requests were abandoned, estimated for each as "
+	       "the mean compute time of its model minus what it had used.");
+	for (i = 0; i < ncomputing; i++)
+		for (r = 0; r < ABANDON_COUNT; r++)
+			buf_printf(b,
+			           "atrousd_abandoned_compute_seconds_total{endpoint=\"%s\","
+			           "reason=\"%s\"} %.6f\n",
+			           endpoint_label(computing[i]), reasons[r],
+			           (double)load(&mt->saved_ns[computing[i]][r]) / 1e9);
 }
 
 /* Requests by endpoint and code, and their durations by endpoint. */

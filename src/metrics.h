@@ -40,11 +40,16 @@ void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t 
 void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, uint64_t decode_ns,
                      uint64_t compute_ns, uint64_t encode_ns, double flops);
 
-/* Why a request was given up before its reply. */
-enum metrics_abandon { ABANDON_SHUTDOWN, ABANDON_COUNT };
+/* Why a request was given up before its result. */
+enum metrics_abandon { ABANDON_CLIENT_GONE, ABANDON_DEADLINE, ABANDON_SHUTDOWN, ABANDON_COUNT };
 
-/* One request given up (its client answered 503, its result discarded). */
-void metrics_abandoned(struct metrics *mt, enum endpoint ep, enum metrics_abandon why);
+/* One request given up (dropped from the queue or stopped while computing),
+ * and the compute time that saved. */
+void metrics_abandoned(struct metrics *mt, enum endpoint ep, enum metrics_abandon why,
+                       uint64_t saved_ns);
+
+/* Mean compute time of a model (or native endpoint) so far; 0 if none. */
+uint64_t metrics_mean_compute_ns(struct metrics *mt, const char *model);
 
 /* A request entered (+1) or left (-1) the compute path. */
 void metrics_inflight(struct metrics *mt, int delta);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* par.c - the serial task runner. */
+/* par.c - the serial task runner and the cancellation flag. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -7,6 +7,26 @@
 
 #include "par.h"
 #include "tensor.h"
+
+static __thread const int *watched;
+
+const int *par_watch(const int *flag)
+{
+	const int *old = watched;
+
+	watched = flag;
+	return old;
+}
+
+const int *par_watched(void)
+{
+	return watched;
+}
+
+int par_cancelled(void)
+{
+	return watched != NULL && __atomic_load_n(watched, __ATOMIC_RELAXED) != 0;
+}
 
 static int serial_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn fn, void *arg)
 {
@@ -18,10 +38,10 @@ static int serial_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_f
 	scratch = tensor_alloc_aligned(scratch_bytes);
 	if (scratch == NULL)
 		return -ENOMEM;
-	for (i = 0; i < ntasks; i++)
+	for (i = 0; i < ntasks && !par_cancelled(); i++)
 		fn(arg, i, scratch);
 	free(scratch);
-	return 0;
+	return i < ntasks ? -ECANCELED : 0;
 }
 
 const struct par_runner par_serial = { serial_run, NULL };
@@ -31,5 +51,7 @@ int par_run(const struct par_runner *runner, size_t ntasks, size_t scratch_bytes
 {
 	if (runner == NULL)
 		runner = &par_serial;
+	if (par_cancelled())
+		return -ECANCELED;
 	return runner->run(runner->ctx, ntasks, scratch_bytes, fn, arg);
 }

@@ -6,6 +6,11 @@
  * worker pool (pool.h) provides a runner that spreads them over idle workers.
  * Each task receives a scratch area of at least the requested size that no
  * other concurrently running task touches.
+ *
+ * Cancellation: a job names the flag its kernels watch (par_watch); anyone
+ * may raise it.  Runners check it before each task and return -ECANCELED
+ * when it was raised, so abandoning costs at most the tasks running; a long
+ * task may look too (par_cancelled) between steps of its own.
  */
 #ifndef ATROUSD_PAR_H
 #define ATROUSD_PAR_H
@@ -26,5 +31,15 @@ extern const struct par_runner par_serial;
 /* Run tasks through runner, or serially when runner is NULL. */
 int par_run(const struct par_runner *runner, size_t ntasks, size_t scratch_bytes, par_task_fn fn,
             void *arg);
+
+/* Make flag (NULL: none) the one that par_run calls and tasks on this thread
+ * watch; returns the flag watched before. */
+const int *par_watch(const int *flag);
+
+/* The flag this thread watches (a runner hands it to its helpers). */
+const int *par_watched(void);
+
+/* Has the watched flag been raised? */
+int par_cancelled(void);
 
 #endif

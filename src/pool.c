@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* pool.c - worker threads, bounded FIFO of jobs, cooperative parallel_for. */
+/* pool.c - worker threads, a bounded queue of jobs ordered by deadline,
+ * cooperative parallel_for with cancellation. */
 #include "autoconfig.h"
 
 #include <cblas.h>
@@ -14,12 +15,15 @@
 struct job {
 	void (*fn)(void *arg);
 	void *arg;
+	uint64_t key; /* deadline, or UINT64_MAX: none */
+	uint64_t seq; /* order of submission among equal keys */
 };
 
 /* One parallel_for in progress: workers claim task indices from next. */
 struct section {
 	par_task_fn fn;
 	void *arg;
+	const int *cancel; /* the owner's watched flag */
 	size_t ntasks, scratch;
 	size_t next; /* atomic */
 	int helpers; /* workers inside, under pool lock */
@@ -37,8 +41,9 @@ struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t work;   /* a job or a section became available, or stop */
 	pthread_cond_t helped; /* a helper left a section */
-	struct job *queue;     /* ring buffer */
-	size_t cap, head, len;
+	struct job *queue;     /* binary heap: earliest deadline, then oldest */
+	size_t cap, len;
+	uint64_t seq;
 	size_t running;
 	uint64_t completed;
 	struct section *sections; /* open sections, newest first */
@@ -60,13 +65,69 @@ static void *scratch_get(struct worker *w, size_t size)
 	return w->scratch;
 }
 
-/* Claim and run tasks of s until none are left. */
+static int job_before(const struct job *a, const struct job *b)
+{
+	return a->key != b->key ? a->key < b->key : a->seq < b->seq;
+}
+
+static void heap_swap(struct job *q, size_t i, size_t j)
+{
+	struct job t = q[i];
+
+	q[i] = q[j];
+	q[j] = t;
+}
+
+/* Restore the heap order around slot i after it changed. */
+static void heap_fix(struct job *q, size_t len, size_t i)
+{
+	while (i > 0 && job_before(&q[i], &q[(i - 1) / 2])) {
+		heap_swap(q, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < len && job_before(&q[l], &q[m]))
+			m = l;
+		if (r < len && job_before(&q[r], &q[m]))
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(q, i, m);
+		i = m;
+	}
+}
+
+/* Take slot i out of the queue (under the lock). */
+static struct job heap_remove(struct pool *p, size_t i)
+{
+	struct job j = p->queue[i];
+
+	p->queue[i] = p->queue[--p->len];
+	if (i < p->len)
+		heap_fix(p->queue, p->len, i);
+	return j;
+}
+
+/* Claim and run tasks of s until none are left or its owner's flag is
+ * raised; the helpers' tasks watch that flag too. */
 static void section_work(struct section *s, void *scratch)
 {
+	const int *saved = par_watch(s->cancel);
 	size_t i;
 
-	while ((i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED)) < s->ntasks)
+	for (;;) {
+		if (par_cancelled()) {
+			__atomic_store_n(&s->next, s->ntasks, __ATOMIC_RELAXED);
+			break;
+		}
+		i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED);
+		if (i >= s->ntasks)
+			break;
 		s->fn(s->arg, i, scratch);
+	}
+	par_watch(saved);
 }
 
 static struct section *open_section(struct pool *p)
@@ -103,10 +164,8 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		if (p->len > 0) {
-			struct job j = p->queue[p->head];
+			struct job j = heap_remove(p, 0);
 
-			p->head = (p->head + 1) % p->cap;
-			p->len--;
 			p->running++;
 			pthread_mutex_unlock(&p->lock);
 			j.fn(j.arg);
@@ -129,7 +188,7 @@ static void *worker_main(void *arg)
 static int pool_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn fn, void *arg)
 {
 	struct pool *p = ctx;
-	struct section s = { fn, arg, ntasks, scratch_bytes, 0, 0, NULL };
+	struct section s = { fn, arg, par_watched(), ntasks, scratch_bytes, 0, 0, NULL };
 	void *scratch;
 
 	if (self == NULL || self->pool != p)
@@ -158,7 +217,7 @@ static int pool_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn 
 			pthread_cond_wait(&p->helped, &p->lock);
 		pthread_mutex_unlock(&p->lock);
 	}
-	return 0;
+	return par_cancelled() ? -ECANCELED : 0;
 }
 
 int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err)
@@ -204,7 +263,7 @@ int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err)
 	return 0;
 }
 
-int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg)
+int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg, uint64_t deadline)
 {
 	int rc = 0;
 
@@ -214,10 +273,28 @@ int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg)
 	else if (p->len == p->cap)
 		rc = -EAGAIN;
 	else {
-		p->queue[(p->head + p->len) % p->cap] = (struct job){ fn, arg };
+		p->queue[p->len] =
+		        (struct job){ fn, arg, deadline ? deadline : UINT64_MAX, p->seq++ };
 		p->len++;
+		heap_fix(p->queue, p->len, p->len - 1);
 		pthread_cond_signal(&p->work);
 	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int pool_cancel(struct pool *p, const void *arg)
+{
+	size_t i;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&p->lock);
+	for (i = 0; i < p->len; i++)
+		if (p->queue[i].arg == arg) {
+			heap_remove(p, i);
+			rc = 0;
+			break;
+		}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }

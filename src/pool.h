@@ -3,7 +3,7 @@
  *
  *	struct pool *p;
  *	pool_new(&p, 2, 64, err);
- *	if (pool_submit(p, job_fn, job) == -EAGAIN) ...;   // queue full: 503
+ *	if (pool_submit(p, job_fn, job, 0) == -EAGAIN) ...; // queue full: 503
  *	// inside job_fn: par_run(pool_runner(p), ntasks, scratch, task_fn, arg)
  *	pool_free(p);                                      // runs what is queued
  *
@@ -25,8 +25,15 @@ struct pool;
 /* Start nworkers threads with a queue of at most max_queue waiting jobs. */
 int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err);
 
-/* Queue fn(arg): 0, -EAGAIN when the queue is full, -ESHUTDOWN when stopping. */
-int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg);
+/* Queue fn(arg): 0, -EAGAIN when the queue is full, -ESHUTDOWN when stopping.
+ * Jobs start in order of deadline (CLOCK_MONOTONIC ns; 0 = none, after
+ * every deadline), then of submission.  The pool only orders by deadline;
+ * what a job past it does is the job's business. */
+int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg, uint64_t deadline);
+
+/* Take the queued job whose argument is arg out of the queue: 0, or -ENOENT
+ * when it is not queued (it runs, ran, or never was). */
+int pool_cancel(struct pool *p, const void *arg);
 
 /* A runner that spreads tasks over idle workers (serial off the pool). */
 const struct par_runner *pool_runner(struct pool *p);

@@ -210,12 +210,68 @@ START_TEST(test_limits)
 }
 END_TEST
 
+START_TEST(test_find_uint)
+{
+	static const char *const kserve[] = { "parameters", "timeout", NULL };
+	static const char *const native[] = { "timeout_us", NULL };
+	static const struct {
+		const char *body;
+		int kserve_found;
+		uint64_t kserve_value;
+		int native_found;
+		uint64_t native_value;
+	} cases[] = {
+		{ "{\"parameters\":{\"timeout\":1500}}", 1, 1500, 0, 0 },
+		{ " {\n\"inputs\":[{\"data\":[1,2,[3,{\"timeout\":7}]],\"s\":\"}]\\\"{\"}],"
+		  "\"parameters\" : { \"x\":[\"timeout\"], \"timeout\" : 0 } }",
+		  1, 0, 0, 0 },
+		{ "{\"timeout_us\":9223372036854775807,\"value\":[1]}", 0, 0, 1,
+		  9223372036854775807ull },
+		{ "{\"value\":[[1,2],[3,4]],\"timeout_us\":42}", 0, 0, 1, 42 },
+		/* At the wrong depth, or not an integer: not found. */
+		{ "{\"a\":{\"timeout_us\":5},\"parameters\":{\"b\":{\"timeout\":5}}}", 0, 0, 0, 0 },
+		{ "{\"timeout_us\":9223372036854775808}", 0, 0, 0, 0 },
+		{ "{\"timeout_us\":-1,\"parameters\":{\"timeout\":1.5}}", 0, 0, 0, 0 },
+		{ "{\"timeout_us\":1e3,\"parameters\":{\"timeout\":\"10\"}}", 0, 0, 0, 0 },
+		{ "{\"time\\u006fut_us\":5}", 0, 0, 0, 0 },
+		/* Broken text: nothing, without reading past the end. */
+		{ "{\"value\":[1,2", 0, 0, 0, 0 },
+		{ "{\"s\":\"unterminated", 0, 0, 0, 0 },
+		{ "[{\"timeout_us\":5}]", 0, 0, 0, 0 },
+		{ "", 0, 0, 0, 0 },
+		{ "{\"timeout_us\"", 0, 0, 0, 0 },
+		{ "{\"timeout_us\":", 0, 0, 0, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *b = cases[i].body;
+		/* A copy that ends exactly at the text: no NUL to lean on. */
+		size_t len = strlen(b);
+		char *copy = malloc(len + 1);
+		uint64_t v = 12345;
+
+		memcpy(copy, b, len);
+		ck_assert_msg(jscan_find_uint(copy, len, kserve, &v) == cases[i].kserve_found,
+		              "case %zu kserve", i);
+		if (cases[i].kserve_found)
+			ck_assert_uint_eq(v, cases[i].kserve_value);
+		ck_assert_msg(jscan_find_uint(copy, len, native, &v) == cases[i].native_found,
+		              "case %zu native", i);
+		if (cases[i].native_found)
+			ck_assert_uint_eq(v, cases[i].native_value);
+		free(copy);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("jscan");
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_small_left_alone);
+	tcase_add_test(tc, test_find_uint);
 	tcase_add_test(tc, test_large_taken);
 	tcase_add_test(tc, test_exact_numbers);
 	tcase_add_loop_test(tc, test_refused, 0, (int)(sizeof(refusals) / sizeof(refusals[0])));

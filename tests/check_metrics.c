@@ -70,9 +70,24 @@ START_TEST(test_after_traffic)
 	metrics_reload(mt, 1);
 	metrics_reload(mt, 0);
 	metrics_reload(mt, 0);
-	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN);
-	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN);
+	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN, 0);
+	metrics_abandoned(mt, EP_INFER, ABANDON_SHUTDOWN, 0);
+	metrics_abandoned(mt, EP_ASPP, ABANDON_CLIENT_GONE, 1500000000);
+	metrics_abandoned(mt, EP_ASPP, ABANDON_DEADLINE, 250000000);
+	metrics_abandoned(mt, EP_ASPP, ABANDON_DEADLINE, 250000000);
+	metrics_abandoned(mt, (enum endpoint)EP_COUNT, ABANDON_DEADLINE, 1); /* ignored */
 	text = render(mt);
+	ck_assert(sample(text, "atrousd_requests_abandoned_total{endpoint=\"aspp\","
+	                       "reason=\"deadline\"}") == 2);
+	ck_assert(sample(text, "atrousd_requests_abandoned_total{endpoint=\"aspp\","
+	                       "reason=\"client_gone\"}") == 1);
+	ck_assert(sample(text, "atrousd_abandoned_compute_seconds_total{endpoint=\"aspp\","
+	                       "reason=\"client_gone\"}") == 1.5);
+	ck_assert(sample(text, "atrousd_abandoned_compute_seconds_total{endpoint=\"aspp\","
+	                       "reason=\"deadline\"}") == 0.5);
+	/* The mean compute time of a model: 3 ms over one run; none for others. */
+	ck_assert_uint_eq(metrics_mean_compute_ns(mt, "deeplab"), 3000000);
+	ck_assert_uint_eq(metrics_mean_compute_ns(mt, "nothing"), 0);
 
 	ck_assert(sample(text, "atrousd_requests_total{endpoint=\"infer\",code=\"200\"}") == 2);
 	ck_assert(sample(text, "atrousd_requests_total{endpoint=\"infer\",code=\"other\"}") == 1);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* check_pool.c - job queue bounds, parallel_for coverage, shutdown. */
+/* check_pool.c - job queue bounds and order, parallel_for coverage,
+ * cancellation, shutdown. */
 #include "autoconfig.h"
 
 #include <check.h>
@@ -41,15 +42,15 @@ START_TEST(test_queue_bounds)
 
 	ck_assert_int_eq(pool_new(&p, 1, 2, err), 0);
 	ck_assert_int_eq(pool_workers(p), 1);
-	ck_assert_int_eq(pool_submit(p, blocking_job, &b), 0);
+	ck_assert_int_eq(pool_submit(p, blocking_job, &b, 0), 0);
 	pthread_mutex_lock(&b.lock);
 	while (b.started == 0)
 		pthread_cond_wait(&b.cond, &b.lock);
 	pthread_mutex_unlock(&b.lock);
 	/* One running, two queued, the next is refused at once. */
-	ck_assert_int_eq(pool_submit(p, blocking_job, &b), 0);
-	ck_assert_int_eq(pool_submit(p, blocking_job, &b), 0);
-	ck_assert_int_eq(pool_submit(p, blocking_job, &b), -EAGAIN);
+	ck_assert_int_eq(pool_submit(p, blocking_job, &b, 0), 0);
+	ck_assert_int_eq(pool_submit(p, blocking_job, &b, 0), 0);
+	ck_assert_int_eq(pool_submit(p, blocking_job, &b, 0), -EAGAIN);
 	ck_assert_uint_eq(pool_counts(p).queued, 2);
 	ck_assert_uint_eq(pool_counts(p).running, 1);
 	ck_assert_uint_eq(pool_counts(p).completed, 0);
@@ -97,7 +98,7 @@ START_TEST(test_parallel_for)
 
 	ck_assert_int_eq(pool_new(&p, 3, 4, err), 0);
 	c->pool = p;
-	ck_assert_int_eq(pool_submit(p, cover_job, c), 0);
+	ck_assert_int_eq(pool_submit(p, cover_job, c, 0), 0);
 	pool_free(p);
 	ck_assert_int_eq(c->rc, 0);
 	for (i = 0; i < 1000; i++) {
@@ -120,6 +121,119 @@ START_TEST(test_parallel_for)
 }
 END_TEST
 
+struct order {
+	struct blocker *b;
+	int ids[8];
+	int n;
+};
+
+struct ordered {
+	struct order *o;
+	int id;
+};
+
+static void ordered_job(void *arg)
+{
+	struct ordered *j = arg;
+
+	j->o->ids[j->o->n++] = j->id; /* one worker: no race */
+}
+
+START_TEST(test_deadline_order)
+{
+	struct blocker b = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+	struct order o = { &b, { 0 }, 0 };
+	/* id: deadline; 0 has none, and equal deadlines keep submission order. */
+	static const uint64_t deadline[6] = { 300, 100, 0, 200, 100, 0 };
+	static const int expect[5] = { 1, 4, 3, 0, 2 };
+	struct ordered j[6];
+	struct pool *p;
+	char err[ERR_LEN];
+	int i;
+
+	ck_assert_int_eq(pool_new(&p, 1, 8, err), 0);
+	ck_assert_int_eq(pool_submit(p, blocking_job, &b, 0), 0);
+	pthread_mutex_lock(&b.lock);
+	while (b.started == 0)
+		pthread_cond_wait(&b.cond, &b.lock);
+	pthread_mutex_unlock(&b.lock);
+	for (i = 0; i < 6; i++) {
+		j[i] = (struct ordered){ &o, i };
+		ck_assert_int_eq(pool_submit(p, ordered_job, &j[i], deadline[i]), 0);
+	}
+	/* A queued job taken out never runs; one not queued is not found. */
+	ck_assert_int_eq(pool_cancel(p, &j[5]), 0);
+	ck_assert_int_eq(pool_cancel(p, &j[5]), -ENOENT);
+	ck_assert_int_eq(pool_cancel(p, &b), -ENOENT); /* running */
+	ck_assert_uint_eq(pool_counts(p).queued, 5);
+	pthread_mutex_lock(&b.lock);
+	b.open = 1;
+	pthread_cond_broadcast(&b.cond);
+	pthread_mutex_unlock(&b.lock);
+	pool_free(p);
+	ck_assert_int_eq(o.n, 5);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(o.ids[i], expect[i]);
+}
+END_TEST
+
+struct stopper {
+	struct pool *pool;
+	int flag, ran, rc, rc_after;
+};
+
+static void stopping_task(void *arg, size_t i, void *scratch)
+{
+	struct stopper *s = arg;
+
+	(void)scratch;
+	__atomic_add_fetch(&s->ran, 1, __ATOMIC_RELAXED);
+	if (i == 10)
+		__atomic_store_n(&s->flag, 1, __ATOMIC_RELAXED);
+	usleep(500);
+}
+
+static void stopping_job(void *arg)
+{
+	struct stopper *s = arg;
+	const int *old = par_watch(&s->flag);
+
+	s->rc = par_run(pool_runner(s->pool), 1000, 64, stopping_task, s);
+	/* Once raised, nothing more starts. */
+	s->rc_after = par_run(pool_runner(s->pool), 1000, 64, stopping_task, s);
+	par_watch(old);
+}
+
+START_TEST(test_cancel_tasks)
+{
+	struct stopper s = { 0 };
+	char err[ERR_LEN];
+	int ran;
+
+	ck_assert_int_eq(pool_new(&s.pool, 3, 4, err), 0);
+	ck_assert_int_eq(pool_submit(s.pool, stopping_job, &s, 0), 0);
+	pool_free(s.pool);
+	ck_assert_int_eq(s.rc, -ECANCELED);
+	ck_assert_int_eq(s.rc_after, -ECANCELED);
+	/* Task 10 raised the flag: at most the tasks already claimed ran. */
+	ck_assert_int_ge(s.ran, 11);
+	ck_assert_int_le(s.ran, 11 + 3);
+	/* The serial runner stops the same way. */
+	memset(&s, 0, sizeof(s));
+	par_watch(&s.flag);
+	ck_assert_int_eq(par_run(NULL, 1000, 64, stopping_task, &s), -ECANCELED);
+	ck_assert_int_eq(s.ran, 11);
+	ran = s.ran;
+	ck_assert(par_cancelled());
+	ck_assert_int_eq(par_run(NULL, 5, 64, stopping_task, &s), -ECANCELED);
+	ck_assert_int_eq(s.ran, ran);
+	par_watch(NULL);
+	ck_assert(!par_cancelled());
+	ck_assert_int_eq(par_run(NULL, 5, 64, stopping_task, &s), 0);
+	ck_assert_int_eq(s.ran, ran + 5);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pool");
@@ -127,6 +241,8 @@ int main(void)
 
 	tcase_add_test(tc, test_queue_bounds);
 	tcase_add_test(tc, test_parallel_for);
+	tcase_add_test(tc, test_deadline_order);
+	tcase_add_test(tc, test_cancel_tasks);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
