@@ -87,6 +87,8 @@ struct http {
 	pthread_mutex_t lock;
 	struct request *jobs; /* requests whose job has not replied */
 	size_t njobs;
+	size_t live_jobs;      /* jobs queued or running, abandoned or not */
+	pthread_cond_t idle;   /* live_jobs fell to 0 */
 	uint64_t serial;       /* last key given to the watcher */
 	struct watch *watch;   /* closed clients and deadlines of jobs */
 	size_t inflight_bytes; /* atomic */
@@ -519,6 +521,13 @@ static const char *compute_key(const struct request *rq)
 	return rq->route.ep == EP_INFER ? rq->route.model : endpoint_label(rq->route.ep);
 }
 
+/* A job left the pool (under h->lock). */
+static void job_gone(struct http *h)
+{
+	if (--h->live_jobs == 0)
+		pthread_cond_broadcast(&h->idle);
+}
+
 /* The one end of a request that is not its reply: the client left, the
  * deadline passed, or the server stops.  Under h->lock, for a request whose
  * job is listed.  A queued job leaves the queue; a running one sees its flag
@@ -533,6 +542,7 @@ static void abandon(struct http *h, struct request *rq, enum metrics_abandon why
 	__atomic_store_n(&rq->cancel, 1, __ATOMIC_RELEASE);
 	if (pool_cancel(h->pool, rq) == 0) {
 		rq->refs--; /* the job's; MHD still holds one */
+		job_gone(h);
 		metrics_inflight(mt, -1);
 	}
 	began = rq->started ? rq->started : now;
@@ -619,6 +629,10 @@ static void job_run(void *arg)
 	}
 	pthread_mutex_unlock(&h->lock);
 	request_unref(h, rq);
+	/* The last touch of h: http_stop() waits for this. */
+	pthread_mutex_lock(&h->lock);
+	job_gone(h);
+	pthread_mutex_unlock(&h->lock);
 }
 
 /* The request's timeout: its own (KServe "parameters": {"timeout": us},
@@ -653,6 +667,7 @@ static void enlist(struct request *rq)
 		h->jobs->prev = rq;
 	h->jobs = rq;
 	h->njobs++;
+	h->live_jobs++;
 	rq->serial = ++h->serial;
 	if (rq->sock >= 0 && watch_add(h->watch, rq->serial, rq->sock,
 	                               h->cfg->ignore_client_abort ? 0 : WATCH_FIN) < 0)
@@ -704,6 +719,7 @@ static enum MHD_Result submit(struct request *rq)
 	metrics_inflight(api_metrics(rq->h->api), -1);
 	pthread_mutex_lock(&h->lock);
 	rq->refs--;
+	job_gone(h);
 	if (!rq->abandoned) { /* else abandon() replied and resumed already */
 		jobs_remove(h, rq);
 		if (rq->sock >= 0)
@@ -848,8 +864,10 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 				                               (void *)tls_ca_pem(tls) };
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->idle, NULL);
 	rc = watch_new(&h->watch, &(struct watch_ops){ on_gone, on_tick }, h, err);
 	if (rc < 0) {
+		pthread_cond_destroy(&h->idle);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return rc;
@@ -867,6 +885,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	        h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		watch_free(h->watch);
+		pthread_cond_destroy(&h->idle);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return err_set(err, -EIO, "libmicrohttpd failed to start");
@@ -907,10 +926,19 @@ void http_stop(struct http *h)
 {
 	if (h == NULL)
 		return;
+	/* Abandoned jobs stop at their next task; the rest have replied. */
+	pthread_mutex_lock(&h->lock);
+	if (h->live_jobs > 0)
+		log_warn("waiting for %zu abandoned computation%s to stop", h->live_jobs,
+		         h->live_jobs == 1 ? "" : "s");
+	while (h->live_jobs > 0)
+		pthread_cond_wait(&h->idle, &h->lock);
+	pthread_mutex_unlock(&h->lock);
 	watch_free(h->watch);
 	MHD_stop_daemon(h->daemon);
 	if (h->quiesced) /* otherwise libmicrohttpd closed it */
 		close(h->listen_fd);
+	pthread_cond_destroy(&h->idle);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
