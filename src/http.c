@@ -58,6 +58,7 @@ struct request {
 	uint64_t timeout_us; /* the request's timeout, 0: none */
 	uint64_t deadline;   /* CLOCK_MONOTONIC ns, 0: none */
 	uint64_t started;    /* a worker took the job (ns); 0 while queued */
+	uint64_t expected;   /* the model's mean compute (ns) when that refused it */
 	const char *note;    /* what ended the request, for the log */
 	struct buf body;
 	char *body_mem;  /* the aligned storage of body, when it has one */
@@ -560,11 +561,22 @@ static void abandon(struct http *h, struct request *rq, enum metrics_abandon why
 		                       : "(client gone: dropped from the queue)";
 		break;
 	case ABANDON_DEADLINE:
-		reply_error(&rq->reply, 504,
-		            "deadline of %llu us exceeded after %llu us (queued %llu us)",
-		            (unsigned long long)rq->timeout_us,
-		            (unsigned long long)((now - rq->t.start) / 1000),
-		            (unsigned long long)rq->queue_us);
+		if (rq->expected != 0 && now < rq->deadline)
+			reply_error(
+			        &rq->reply, 504,
+			        "deadline of %llu us cannot be met: %llu us left after %llu us "
+			        "(queued %llu us), and model \"%s\" computes in %llu us on average",
+			        (unsigned long long)rq->timeout_us,
+			        (unsigned long long)((rq->deadline - now) / 1000),
+			        (unsigned long long)((now - rq->t.start) / 1000),
+			        (unsigned long long)rq->queue_us, rq->route.model,
+			        (unsigned long long)(rq->expected / 1000));
+		else
+			reply_error(&rq->reply, 504,
+			            "deadline of %llu us exceeded after %llu us (queued %llu us)",
+			            (unsigned long long)rq->timeout_us,
+			            (unsigned long long)((now - rq->t.start) / 1000),
+			            (unsigned long long)rq->queue_us);
 		rq->note = rq->started ? "(deadline: stopped computing)"
 		                       : "(deadline: refused without computing)";
 		break;
@@ -587,14 +599,21 @@ static void job_run(void *arg)
 	struct http *h = rq->h;
 	struct reply r = { 0 };
 	int run = 0, shut;
+	/* A stored model's mean compute time says whether the deadline can
+	 * still be met (native requests carry their own filters: no guess). */
+	uint64_t expect = rq->deadline != 0 && rq->route.ep == EP_INFER
+	                          ? metrics_mean_compute_ns(api_metrics(h->api), rq->route.model)
+	                          : 0;
 
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
-		rq->started = api_now_ns();
-		if (rq->deadline != 0 && rq->started >= rq->deadline) {
-			rq->started = 0; /* it never ran */
-			abandon(h, rq, ABANDON_DEADLINE);
+		uint64_t now = api_now_ns();
+
+		if (rq->deadline != 0 && now + expect >= rq->deadline) {
+			rq->expected = expect;
+			abandon(h, rq, ABANDON_DEADLINE); /* it never ran */
 		} else {
+			rq->started = now;
 			run = 1;
 		}
 	}

@@ -7,13 +7,20 @@ report; it asserts only correctness properties):
 2. at four times capacity and beyond the queue: only 200 and 503, every 503
    with Retry-After, RSS below the in-flight byte budget plus the baseline;
    liveness and /metrics answer throughout;
-3. afterwards: full recovery, a request is served correctly.
+3. afterwards: full recovery, a request is served correctly;
+4. impatient clients (resets, FINs, 3 ms deadlines) mixed with patient ones:
+   the patient ones' throughput stays within 10% of a run without them, and
+   every reply anyone receives is the output of its own request.
 
 Usage: load.py [--short] (short: 10 s phases, for CI; default 60 s).
 """
 import argparse
 import json
 import os
+import random
+import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -24,7 +31,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from harness import Daemon, Results  # noqa: E402
+from harness import Daemon, Results, read_all  # noqa: E402
 
 R = Results()
 
@@ -118,7 +125,170 @@ def main():
         time.sleep(0.05)
     R.check(idle, "queue and in-flight back to 0")
     R.check(d.stop() == 0, "daemon exits 0")
+    impatient(seconds)
     return R.finish()
+
+
+def infer_bytes(x, params):
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": dict(params, binary_data_output=True)}).encode()
+    return (b"POST /v2/models/conv/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: %d\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(head), len(head) + x.nbytes) + head + x.tobytes())
+
+
+def read_reply(s, buf):
+    """One HTTP reply from s (keep-alive): (status, body); buf carries over."""
+    while b"\r\n\r\n" not in buf[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            return None, b""
+        buf[0] += chunk
+    head, rest = buf[0].split(b"\r\n\r\n", 1)
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    n = int(fields[b"content-length"])
+    while len(rest) < n:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            return None, b""
+        rest += chunk
+    buf[0] = rest[n:]
+    body = rest[:n][int(fields.get(b"inference-header-content-length", 0)):]
+    return int(head.split(b" ", 2)[1]), body
+
+
+# An impatient client's pause between attempts.  The clients share this
+# machine's cores with the daemon: their own CPU is part of what the patient
+# ones lose, so they are kept about as busy as the patient ones.
+THINK_S = 0.04
+
+
+def cpu_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def impatient(seconds):
+    """Patient clients alone, then with impatient ones; each client's input
+    is the base input times its own factor, so the linear model's output
+    says whose it is."""
+    root = os.path.join(os.environ.get("TMPDIR", "/tmp"), "atrousd-impatient.%d" % os.getpid())
+    os.makedirs(os.path.join(root, "conv"), exist_ok=True)
+    rng = np.random.default_rng(5)
+    w = (0.05 * rng.standard_normal((3, 3, 256, 256))).astype(np.float32)
+    np.save(os.path.join(root, "conv", "w.npy"), w)
+    with open(os.path.join(root, "conv", "model.json"), "w") as f:
+        json.dump({"layers": [{"filters": {"npy": "w.npy"}, "rate": 2, "padding": "SAME"}]}, f)
+    x = rng.standard_normal((1, 16, 16, 256)).astype(np.float32)
+    d = Daemon("--threads", "2", "--max-queue", "32", "--models", root, "--log-level", os.environ.get("IMP_LOG", "warn"))
+    s = socket.create_connection(("127.0.0.1", d.port))
+    buf = [b""]
+    s.sendall(infer_bytes(x, {}))
+    st, ref = read_reply(s, buf)
+    s.close()
+    ref = np.frombuffer(ref, np.float32)
+    stats = {"patient": 0, "wrong": 0, "other": 0, "imp_sent": 0, "imp_504": 0, "imp_200": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def mine(body, k):
+        got = np.frombuffer(body, np.float32)
+        return got.shape == ref.shape and np.abs(got - k * ref).max() <= 1e-3 * k * np.abs(ref).max()
+
+    def patient(k):
+        req = infer_bytes(x * k, {})
+        s = socket.create_connection(("127.0.0.1", d.port))
+        b = [b""]
+        while not stop.is_set():
+            s.sendall(req)
+            st, body = read_reply(s, b)
+            with lock:
+                if st == 200 and mine(body, k):
+                    stats["patient"] += 1
+                elif st == 200:
+                    stats["wrong"] += 1
+                else:
+                    stats["other"] += 1
+        s.close()
+
+    def impatient_client(k, how):
+        """Gives up after 1-6 ms (or a 3 ms deadline), then thinks."""
+        r = random.Random(k)
+        plain = infer_bytes(x * k, {})
+        timed = infer_bytes(x * k, {"timeout": 3000})
+        while not stop.is_set():
+            s = socket.create_connection(("127.0.0.1", d.port))
+            with lock:
+                stats["imp_sent"] += 1
+            if how == "deadline":
+                s.sendall(timed)
+                st, body = read_reply(s, [b""])
+                with lock:
+                    if st == 504:
+                        stats["imp_504"] += 1
+                    elif st == 200 and mine(body, k):
+                        stats["imp_200"] += 1
+                    elif st == 200:
+                        stats["wrong"] += 1
+                s.close()
+                time.sleep(THINK_S)
+                continue
+            s.sendall(plain)
+            time.sleep(r.uniform(0.001, 0.006))
+            if how == "reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                s.shutdown(socket.SHUT_WR)
+                read_all(s)
+            s.close()
+            time.sleep(THINK_S)
+
+    def run(with_impatient):
+        for key in stats:
+            stats[key] = 0
+        stop.clear()
+        threads = [threading.Thread(target=patient, args=(k,)) for k in (1.0, 2.0, 3.0, 4.0)]
+        if with_impatient:
+            threads += [threading.Thread(target=impatient_client, args=(10.0 + i, how))
+                        for i, how in enumerate(("reset", "FIN", "deadline", "reset", "FIN", "deadline"))]
+        c0, t0 = cpu_of(d.proc.pid), os.times()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        t1 = os.times()
+        out = dict(stats)
+        out["daemon_cpu_s"] = round(cpu_of(d.proc.pid) - c0, 2)
+        out["client_cpu_s"] = round(t1.user + t1.system - t0.user - t0.system, 2)
+        return out
+
+    try:
+        # Alternating runs, summed: the machine's drift hits both sides.
+        alone, mixed = run(False), run(True)
+        for key, value in run(False).items():
+            alone[key] += value
+        for key, value in run(True).items():
+            mixed[key] += value
+        m = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in
+             d.request("GET", "/metrics")[2].decode().splitlines() if l and not l.startswith("#")}
+        gone = m['atrousd_requests_abandoned_total{endpoint="infer",reason="client_gone"}']
+        late = m['atrousd_requests_abandoned_total{endpoint="infer",reason="deadline"}']
+        print("# patient alone: %s" % json.dumps(alone))
+        print("# patient with impatient clients: %s" % json.dumps(mixed))
+        ratio = mixed["patient"] / max(1, alone["patient"])
+        R.check(ratio >= 0.9, "patient throughput with %d impatient requests: %.1f/s against %.1f/s alone (%.2fx)"
+                % (mixed["imp_sent"], mixed["patient"] / seconds / 2, alone["patient"] / seconds / 2, ratio))
+        R.check(alone["wrong"] + mixed["wrong"] == 0 and alone["other"] + mixed["other"] == 0,
+                "every reply is its own request's output (%d patient, %d impatient 200s checked)"
+                % (alone["patient"] + mixed["patient"], mixed["imp_200"]))
+        R.check(gone > 0 and late > 0, "abandoned: %d clients gone, %d past their deadline (%d answered 504)"
+                % (gone, late, mixed["imp_504"]))
+    finally:
+        R.check(d.stop() == 0, "daemon (impatient clients) exits 0")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
