@@ -243,16 +243,12 @@ def deadlines(d, c_ms):
             "a 1 ms deadline on the OS16 head -> 504 in %.1f ms (%s)" % (el * 1e3, head))
     st, _, _, _ = call(d, "os16", X16, {"timeout": 30 * 1000 * 1000})
     R.check(st == 200, "a 30 s deadline -> 200")
-    # Past its deadline while computing: stopped, 504 at the deadline.
-    t_us = int(c_ms * 1000 / 3)
-    before = abandoned(d, "deadline")
-    st, head, _, el = call(d, "os16", X16, {"timeout": t_us})
-    cpu = idle_cpu(d, 0.5)
-    m = DEADLINE_RE.search(head.get("error", "")) if st == 504 else None
-    R.check(m is not None and t_us / 1e6 <= el < t_us / 1e6 + 0.05 and cpu < 0.05,
-            "deadline %.0f ms while computing -> 504 after %.0f ms, then %.0f ms of CPU in 0.5 s"
-            % (t_us / 1e3, el * 1e3, cpu * 1e3))
-    R.check(abandoned(d, "deadline") == before + 1, "abandoned_total{reason=deadline} +1")
+    # A stored model's request that cannot finish in time (its mean compute
+    # exceeds what is left) is refused when a worker reaches it.
+    st, head, _, el = call(d, "os16", X16, {"timeout": int(c_ms * 1000 / 3)})
+    R.check(st == 504 and "cannot be met" in head.get("error", "") and el * 1e3 < c_ms / 3,
+            "a deadline of a third of the head's mean compute -> 504 at once (%.1f ms): %s"
+            % (el * 1e3, head.get("error")))
     # Behind a running head, a deadline shorter than the wait: refused at the
     # deadline without computing, while the first still runs.
     a = Background(d, "os16", X16)
@@ -260,7 +256,7 @@ def deadlines(d, c_ms):
     st, head, _, el = call(d, "os16", X16, {"timeout": 50000})
     first_running = metrics(d)["atrousd_workers_busy"] == 1
     m = DEADLINE_RE.search(head.get("error", "")) if st == 504 else None
-    R.check(m is not None and el < 0.05 + 0.04 and int(m.group(3)) >= 40000 and first_running,
+    R.check(m is not None and 0.05 <= el < 0.05 + 0.04 and int(m.group(3)) > 0 and first_running,
             "50 ms deadline behind a running head -> 504 after %.0f ms, queued %s us, the first still "
             "running" % (el * 1e3, m.group(3) if m else "?"))
     R.check(a.join()[0] == 200, "the first head completes")
@@ -284,6 +280,30 @@ def deadlines(d, c_ms):
     a.join()
     R.check(order == [("10 s", 200), ("20 s", 200), ("none", 200)],
             "queued requests start by deadline, those without one last: %s" % order)
+
+
+def native_stopped(d):
+    """Past its deadline while computing (native requests carry their own
+    filters, so no mean compute time refuses them early): stopped, 504 at
+    the deadline, the process idle afterwards."""
+    import base64
+    body = {"value": {"shape": [1, 64, 64, 256], "b64": base64.b64encode(f32(1, 64, 64, 256).tobytes()).decode()},
+            "filters": {"shape": [3, 3, 256, 256], "b64": base64.b64encode(f32(3, 3, 256, 256).tobytes()).decode()},
+            "rate": 2, "padding": "SAME", "output_encoding": "b64"}
+    st, _, obj = d.post_json("/v1/atrous_conv2d", body)
+    t = obj["timing"]
+    t_us = t["decode_us"] + t["queue_us"] + t["compute_us"] // 3
+    before = abandoned(d, "deadline", "atrous_conv2d")
+    t0 = time.monotonic()
+    st, _, obj = d.post_json("/v1/atrous_conv2d", dict(body, timeout_us=t_us))
+    el = time.monotonic() - t0
+    cpu = idle_cpu(d, 0.5)
+    m = DEADLINE_RE.search(obj.get("error", "")) if st == 504 else None
+    R.check(m is not None and t_us / 1e6 <= el < t_us / 1e6 + 0.05 and cpu < 0.05,
+            "native deadline of %.0f ms (compute alone %.0f ms) -> 504 after %.0f ms, then %.0f ms of CPU in 0.5 s"
+            % (t_us / 1e3, t["compute_us"] / 1e3, el * 1e3, cpu * 1e3))
+    R.check(abandoned(d, "deadline", "atrous_conv2d") == before + 1,
+            "abandoned_total{endpoint=atrous_conv2d, reason=deadline} +1")
 
 
 def native_deadlines(d):
@@ -439,6 +459,7 @@ def main():
         client_gone(d, c_ms, "FIN")
         gone_while_queued(d, c_ms)
         deadlines(d, c_ms)
+        native_stopped(d)
         native_deadlines(d)
         log = d.log_text()
         for note in ("client gone: stopped computing", "client gone: dropped from the queue",
