@@ -176,12 +176,12 @@ def idle_cpu(d, seconds=1.0):
 
 
 def client_gone(d, c_ms, how):
-    """A request closed 20 ms into its computation (one worker): the worker is
+    """A request closed 10 ms into its computation (one worker): the worker is
     free within a few milliseconds, the process idles, the counter moves."""
     before = abandoned(d, "client_gone")
     s = send(d, infer_request("os16", X16))
     running(d)
-    time.sleep(0.02)
+    time.sleep(0.01)
     if how == "reset":
         rst(s)
     else:
@@ -192,14 +192,14 @@ def client_gone(d, c_ms, how):
         R.check(read_all(s) == b"", "FIN: the connection is closed without a reply")
         s.close()
     R.check(cpu < 0.05 + 0.1 * c_ms / 1e3,
-            "%s 20 ms into an OS16 head (%.0f ms alone): %.0f ms of CPU in the next second"
+            "%s 10 ms into an OS16 head (%.0f ms alone): %.0f ms of CPU in the next second"
             % (how, c_ms, cpu * 1e3))
     R.check(abandoned(d, "client_gone") == before + 1, "%s: abandoned_total{reason=client_gone} +1" % how)
     # The worker is free: a request queued behind one that leaves starts at
     # once.  Its wait after the close, less its own work, bounds the stop.
     s = send(d, infer_request("os16", X16))
     running(d)
-    time.sleep(0.02)
+    time.sleep(0.01)
     b = Background(d, "os16", X16)
     queued(d, 1)
     t0 = time.monotonic()
@@ -217,23 +217,31 @@ def client_gone(d, c_ms, how):
             % (how, stop_ms, p.get("queue_us", 0) / 1e3))
 
 
-def gone_while_queued(d, c_ms):
+def gone_while_queued(d, c_ms, how):
     before = abandoned(d, "client_gone")
     a = Background(d, "os16", X16)
     running(d)
     c0 = cpu_seconds(d.proc.pid)
     s = send(d, infer_request("os16", X16))
     R.check(queued(d, 1), "a second request waits in the queue")
-    rst(s)
+    if how == "reset":
+        rst(s)
+    else:
+        s.shutdown(socket.SHUT_WR)
     R.check(queued(d, 0) and metrics(d)["atrousd_workers_busy"] == 1,
-            "reset while queued: dropped from the queue at once, the first still running")
+            "%s while queued: dropped from the queue at once, the first still running" % how)
+    if how == "FIN":
+        s.settimeout(5)
+        R.check(read_all(s) == b"", "FIN while queued: closed without a reply")
+        s.close()
     st = a.join()[0]
     time.sleep(0.2)
     cpu = cpu_seconds(d.proc.pid) - c0
     R.check(st == 200 and cpu < 1.4 * c_ms / 1e3 + 0.1,
             "the first completes; CPU %.0f ms for one head's %.0f ms (the second never ran)"
             % (cpu * 1e3, c_ms))
-    R.check(abandoned(d, "client_gone") == before + 1, "queued: abandoned_total{reason=client_gone} +1")
+    R.check(abandoned(d, "client_gone") == before + 1,
+            "%s while queued: abandoned_total{reason=client_gone} +1" % how)
 
 
 def deadlines(d, c_ms):
@@ -457,7 +465,8 @@ def main():
         R.check(c_ms > 60, "the OS16 head takes long enough to abandon (%.0f ms)" % c_ms)
         client_gone(d, c_ms, "reset")
         client_gone(d, c_ms, "FIN")
-        gone_while_queued(d, c_ms)
+        gone_while_queued(d, c_ms, "reset")
+        gone_while_queued(d, c_ms, "FIN")
         deadlines(d, c_ms)
         native_stopped(d)
         native_deadlines(d)
