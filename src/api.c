@@ -535,6 +535,11 @@ int api_draining(const struct api *a)
 	return __atomic_load_n(&a->state, __ATOMIC_ACQUIRE) == API_DRAINING;
 }
 
+int api_ready(const struct api *a)
+{
+	return __atomic_load_n(&a->state, __ATOMIC_ACQUIRE) == API_READY;
+}
+
 int api_has_model(struct api *a, const char *name)
 {
 	struct model *m = models_get(a->models, name);

@@ -53,6 +53,7 @@ uint64_t api_now_ns(void);
 /* Readiness: set by the main thread, read by any. */
 void api_set_state(struct api *a, enum api_state state);
 int api_draining(const struct api *a);
+int api_ready(const struct api *a); /* API_READY: serving */
 
 /* Is a model of that name served now? */
 int api_has_model(struct api *a, const char *name);

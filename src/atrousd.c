@@ -24,6 +24,7 @@
 #include "config.h"
 #include "cpus.h"
 #include "error.h"
+#include "h2.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -155,10 +156,12 @@ struct daemon {
 	struct pool *pool;
 	struct api *api;
 	struct http *http, *mhttp;
+	struct h2 *grpc;
 };
 
 static void daemon_stop(struct daemon *d)
 {
+	h2_stop(d->grpc);
 	http_stop(d->mhttp);
 	http_stop(d->http);
 	/* A computation that outlived the drain deadline (its client already
@@ -225,6 +228,20 @@ static int start_http(struct daemon *d, const struct config *cfg, char *bound, s
 		close(fd);
 		return rc;
 	}
+	if (cfg->grpc_listen[0] != '\0') {
+		int gfd, gport;
+		char gbound[160];
+
+		rc = sock_listen(cfg->grpc_listen, &gfd, gbound, sizeof(gbound), &gport, err);
+		if (rc < 0)
+			return rc;
+		rc = h2_start(&d->grpc, d->api, d->pool, cfg, gfd, d->tls, err);
+		if (rc < 0) {
+			close(gfd);
+			return rc;
+		}
+		log_info("gRPC on %s%s", gbound, d->tls ? " over TLS" : "");
+	}
 	if (cfg->metrics_listen[0] == '\0')
 		return 0;
 	rc = sock_listen(cfg->metrics_listen, &mfd, mbound, sizeof(mbound), &mport, err);
@@ -251,6 +268,11 @@ static void drain(struct daemon *d, const struct config *cfg, int sig)
 	left = http_drain(d->http, cfg->drain_timeout);
 	if (left > 0)
 		log_warn("drain timeout: %zu request(s) answered 503", left);
+	/* Both listeners drained together: the HTTP wait above let gRPC calls
+	 * finish too; what is left of them gets the rest of a short grace. */
+	left = h2_drain(d->grpc, 1);
+	if (left > 0)
+		log_warn("drain timeout: %zu gRPC call(s) answered UNAVAILABLE", left);
 	if (d->mhttp != NULL)
 		http_drain(d->mhttp, 1);
 }

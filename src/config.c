@@ -35,6 +35,10 @@ static const struct option_def options[] = {
 	  "Loopback by default: put a reverse proxy in front before exposing it." },
 	{ "metrics_listen", "metrics-listen", OPT_STRING, OFF(metrics_listen), "", "ADDR:PORT",
 	  "serve /metrics (and health) on this separate address instead (empty: on listen)", NULL },
+	{ "grpc_listen", "grpc-listen", OPT_STRING, OFF(grpc_listen), "", "ADDR:PORT",
+	  "serve KServe v2 over gRPC on this address too, e.g. 127.0.0.1:8001 (empty: off); "
+	  "with tls_cert_file, over TLS",
+	  NULL },
 	{ "port_file", "port-file", OPT_STRING, OFF(port_file), "", "FILE",
 	  "write the bound port to FILE once listening (empty: don't)", NULL },
 	{ "models_dir", "models", OPT_STRING, OFF(models_dir), "", "DIR",
@@ -76,6 +80,8 @@ static const struct option_def options[] = {
 	  "SIZE", "request bytes held at once, received to replied (503 beyond)", NULL },
 	{ "max_connections", "max-connections", OPT_UINT, OFF(max_connections), "256", "N",
 	  "concurrent client connections", NULL },
+	{ "grpc_max_streams", "grpc-max-streams", OPT_UINT, OFF(grpc_max_streams), "64", "N",
+	  "concurrent gRPC calls (HTTP/2 streams) per connection", NULL },
 	{ "per_ip_connections", "per-ip-connections", OPT_UINT, OFF(per_ip_connections), "64", "N",
 	  "concurrent connections from one address (0: no limit)", NULL },
 	{ "connection_timeout", "connection-timeout", OPT_UINT, OFF(connection_timeout), "30",
@@ -397,6 +403,8 @@ int config_validate(const struct config *c, char *err)
 		        (unsigned long long)c->max_inflight_bytes, (unsigned long long)c->max_body);
 	if (c->max_connections < 1)
 		return err_set(err, -EINVAL, "max_connections must be at least 1");
+	if (c->grpc_max_streams < 1)
+		return err_set(err, -EINVAL, "grpc_max_streams must be at least 1");
 	if (c->models_dir[0] != '\0' && access(c->models_dir, R_OK | X_OK) != 0)
 		return err_set(err, -ENOENT, "models_dir %s is not a readable directory",
 		               c->models_dir);

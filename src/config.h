@@ -20,6 +20,7 @@
 struct config {
 	char *listen;
 	char *metrics_listen;
+	char *grpc_listen;
 	char *port_file;
 	char *models_dir;
 	char *admin_token_file;
@@ -37,6 +38,7 @@ struct config {
 	uint64_t max_output_elements;
 	uint64_t max_inflight_bytes;
 	unsigned max_connections;
+	unsigned grpc_max_streams;
 	unsigned per_ip_connections;
 	unsigned connection_timeout;
 	unsigned request_timeout; /* ms, 0: none */

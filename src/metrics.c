@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grpc.h"
 #include "metrics.h"
 
 /* Upper bounds in seconds; +Inf is implicit. */
@@ -51,6 +52,8 @@ struct metrics {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t abandoned[NENDPOINTS][ABANDON_COUNT];
 	uint64_t saved_ns[NENDPOINTS][ABANDON_COUNT];
+	uint64_t grpc_requests[NENDPOINTS][GRPC_CODE_COUNT];
+	struct histo grpc_duration[NENDPOINTS];
 	double start_time;
 	pthread_mutex_t add; /* serialises adding a model's series */
 };
@@ -114,6 +117,19 @@ void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t 
 static unsigned long long load(const uint64_t *v)
 {
 	return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+void metrics_grpc_request(struct metrics *mt, enum endpoint ep, int code, uint64_t total_ns,
+                          size_t bytes_in, size_t bytes_out)
+{
+	if ((unsigned)ep >= NENDPOINTS)
+		ep = EP_NONE;
+	if (code < 0 || code >= GRPC_CODE_COUNT)
+		code = GRPC_UNKNOWN;
+	__atomic_add_fetch(&mt->grpc_requests[ep][code], 1, __ATOMIC_RELAXED);
+	observe(&mt->grpc_duration[ep], total_ns);
+	__atomic_add_fetch(&mt->bytes_in, bytes_in, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mt->bytes_out, bytes_out, __ATOMIC_RELAXED);
 }
 
 static struct model_series *series(struct metrics *mt, const char *model)
@@ -314,6 +330,39 @@ static void render_abandoned(struct metrics *mt, struct buf *b)
 }
 
 /* Requests by endpoint and code, and their durations by endpoint. */
+/* gRPC calls by endpoint (the REST endpoint each call maps to) and status. */
+static void render_grpc(struct metrics *mt, struct buf *b)
+{
+	char labels[128];
+	size_t e;
+	int c;
+
+	header(b, "atrousd_grpc_requests_total", "counter",
+	       "gRPC calls answered, by endpoint (as the REST API names it) and gRPC status.");
+	for (e = 0; e < NENDPOINTS; e++)
+		for (c = 0; c < GRPC_CODE_COUNT; c++) {
+			uint64_t v = load(&mt->grpc_requests[e][c]);
+
+			if (v != 0)
+				buf_printf(
+				        b,
+				        "atrousd_grpc_requests_total{endpoint=\"%s\",code=\"%s\"} "
+				        "%llu\n",
+				        endpoint_label((enum endpoint)e), grpc_code_name(c),
+				        (unsigned long long)v);
+		}
+	header(b, "atrousd_grpc_request_duration_seconds", "histogram",
+	       "Time from a call's headers to its response, by endpoint.");
+	for (e = 0; e < NENDPOINTS; e++) {
+		if (load(&mt->grpc_duration[e].count) == 0)
+			continue;
+		snprintf(labels, sizeof(labels), "endpoint=\"%s\"",
+		         endpoint_label((enum endpoint)e));
+		put_histo(b, "atrousd_grpc_request_duration_seconds", labels,
+		          &mt->grpc_duration[e]);
+	}
+}
+
 static void render_requests(struct metrics *mt, struct buf *b)
 {
 	char labels[128];
@@ -384,6 +433,7 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 	header(b, "atrousd_build_info", "gauge", "Build information; the value is always 1.");
 	buf_printf(b, "atrousd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	render_requests(mt, b);
+	render_grpc(mt, b);
 	render_abandoned(mt, b);
 	render_stages(mt, b);
 	scalar(b, "atrousd_queue_depth", "gauge", "Computations waiting for a worker.",

@@ -35,6 +35,10 @@ void metrics_free(struct metrics *mt);
 void metrics_request(struct metrics *mt, enum endpoint ep, int status, uint64_t total_ns,
                      size_t bytes_in, size_t bytes_out);
 
+/* One gRPC call answered: the endpoint it maps to, its gRPC status code. */
+void metrics_grpc_request(struct metrics *mt, enum endpoint ep, int code, uint64_t total_ns,
+                          size_t bytes_in, size_t bytes_out);
+
 /* The stages of one successful computation; model names the stored model or
  * the native endpoint. */
 void metrics_compute(struct metrics *mt, const char *model, uint64_t queue_ns, uint64_t decode_ns,
