@@ -12,7 +12,8 @@
 #                           PyTorch, torchvision and onnx (models to import),
 #                           openssl (test certificates), iproute2 (a test
 #                           address in a network namespace), grpcio and its
-#                           tools (gRPC clients generated from our .proto)
+#                           tools (gRPC clients generated from our .proto), h2
+#                           (hand-made HTTP/2 frames)
 #
 # Without root it only reports what is missing.  Each package here is there
 # because a build step, the installed unit or a test runs something from it;
@@ -25,7 +26,7 @@ RUN="build-essential autoconf automake libtool pkg-config
 TEST="check python3 python3-numpy python3-geventhttpclient clang-format clang
       libclang-rt-14-dev valgrind groff-base prometheus nginx-light systemd wrk
       python3-torch python3-torchvision python3-onnx openssl iproute2 util-linux
-      python3-grpcio python3-grpc-tools"
+      python3-grpcio python3-grpc-tools python3-h2"
 case "${1:-}" in
 --test) PKGS="$RUN $TEST" ;;
 "") PKGS="$RUN" ;;

@@ -364,6 +364,10 @@ int grpc_decode(enum grpc_method m, const void *msg, size_t len, struct grpc_cal
 		if (r == NULL)
 			return bad_message("ModelReadyRequest", err);
 		code = model_of(c, EP_MODEL_READY, r->name, r->version, err);
+		if (code == GRPC_NOT_FOUND) { /* another version: not ready */
+			set_route(c, EP_MODEL_READY, "");
+			code = GRPC_OK;
+		}
 		c->ready_probe = 1;
 		inference__model_ready_request__free_unpacked(r, NULL);
 		return code;
