@@ -991,6 +991,20 @@ static void accept_all(struct h2 *h)
 
 /* ------------------------------------------------------------ the loop */
 
+/* Is a call of the connection waiting for its job (so that the client's
+ * silence is expected), with its reply not stuck behind a full socket? */
+static int waiting(const struct conn *c)
+{
+	const struct gcall *k;
+
+	if (c->out.len > c->out_off || c->handshaking)
+		return 0;
+	for (k = c->calls; k != NULL; k = k->cnext)
+		if (k->queued && !k->responded)
+			return 1;
+	return 0;
+}
+
 /* Deadlines, idle and stuck connections, drain steps; the next wake-up (ms). */
 static int housekeeping(struct h2 *h)
 {
@@ -1008,9 +1022,8 @@ static int housekeeping(struct h2 *h)
 	}
 	for (c = h->conns; c != NULL; c = cn) {
 		cn = c->next;
-		if (idle != 0 && now - c->active > idle &&
-		    (c->streams == 0 || c->out.len > c->out_off || c->handshaking))
-			conn_close(c); /* idle, or a client that stopped reading */
+		if (idle != 0 && now - c->active > idle && !waiting(c))
+			conn_close(c); /* idle, stalled mid-request, or not reading */
 		else if (conn_flush(c) < 0)
 			conn_close(c);
 	}
