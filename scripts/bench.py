@@ -7,9 +7,10 @@ bench target unsets them for this whole process, so every side is alike).
 Prints a table, writes docs/performance.png and docs/bench-results.json.
 
 Cases: the seed's example 1; a three-layer rate-2 chain; the DeepLab OS16 and
-OS8 ASPP heads (through the binary KServe path); the JSON codec on a 1M-float
-tensor against jansson on the same bytes; overhead-bound small requests with
-wrk against nginx serving a static file.
+OS8 ASPP heads (through the binary KServe path); the OS16 head over gRPC; the
+JSON codec on a 1M-float tensor against jansson on the same bytes;
+overhead-bound small requests: HTTP/JSON and HTTP/binary with wrk, gRPC with
+h2load (32 concurrent streams), beside nginx serving a static file.
 """
 import argparse
 import http.client
@@ -155,13 +156,14 @@ def vm_hwm_mib(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024.0
 
 
-def start_daemon(work, models, threads):
+def start_daemon(work, models, threads, grpc_port):
     port_file = os.path.join(work, "port")
     log = open(os.path.join(work, "atrousd.log"), "w")
     p = subprocess.Popen([ATROUSD, "--listen", "127.0.0.1:0", "--port-file", port_file,
                           "--threads", str(threads), "--models", models, "--max-body", "512M",
                           "--max-inflight-bytes", "1G", "--max-elements", "64M",
-                          "--max-output-elements", "64M", "--log-level", "warn"],
+                          "--max-output-elements", "64M", "--log-level", "warn",
+                          "--grpc-listen", "127.0.0.1:%d" % grpc_port],
                          stdout=log, stderr=subprocess.STDOUT)
     for _ in range(500):
         if os.path.exists(port_file):
@@ -221,6 +223,50 @@ def codec_case(port, work, repeats):
             "jansson_loadb_ms": jin["json_loadb_ms"], "jansson_dumps_ms": jout["json_dumps_ms"]}
 
 
+TINY = {"value": (1, 8, 8, 4), "weights": {"f": f32(3, 3, 4, 4, scale=0.2)}, "bias": {},
+        "layers": [{"filters": "f", "rate": 1, "padding": "SAME"}]}
+
+
+def grpc_stubs(work):
+    """grpcio modules from the project's .proto, or None without grpc_tools."""
+    try:
+        import grpc  # noqa: F401
+        out = os.path.join(work, "pb")
+        os.makedirs(out)
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + os.path.join(SRC, "src", "proto"),
+                        "--python_out=" + out, "--grpc_python_out=" + out, "kserve_grpc.proto"], check=True)
+        sys.path.insert(0, out)
+        import kserve_grpc_pb2
+        import kserve_grpc_pb2_grpc
+        return kserve_grpc_pb2, kserve_grpc_pb2_grpc
+    except (ImportError, subprocess.CalledProcessError):
+        return None
+
+
+def infer_message(pb, name, x):
+    t = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=list(x.shape))
+    return pb.ModelInferRequest(model_name=name, inputs=[t], raw_input_contents=[x.tobytes()])
+
+
+def grpc_infer(gport, pbs, name, x, repeats):
+    """Client latency and server compute of one model over gRPC (grpcio)."""
+    import grpc
+    pb, pbg = pbs
+    ch = grpc.insecure_channel("127.0.0.1:%d" % gport, options=[("grpc.max_send_message_length", 1 << 30),
+                                                                ("grpc.max_receive_message_length", 1 << 30)])
+    stub = pbg.GRPCInferenceServiceStub(ch)
+    req = infer_message(pb, name, x)
+    client, compute = [], []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        r = stub.ModelInfer(req)
+        if i >= 2:
+            client.append((time.perf_counter() - t0) * 1e3)
+            compute.append(r.parameters["compute_us"].int64_param / 1e3)
+    ch.close()
+    return statistics.median(client), statistics.median(compute), min(client)
+
+
 def wrk_case(port, work, seconds):
     if shutil.which("wrk") is None or shutil.which("nginx") is None:
         return None
@@ -258,16 +304,49 @@ def wrk_case(port, work, seconds):
         rps = float([l for l in out.splitlines() if l.startswith("Requests/sec")][0].split()[1])
         return rps, errors
 
+    # The same tensors to the stored model "tiny", binary both ways.
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1, 8, 8, 4], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}})
+    blua = os.path.join(work, "binary.lua")
+    with open(blua, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = %s .. "%s"\nwrk.headers["Inference-Header-Content-Length"] = "%d"\n'
+                % (json.dumps(head), "".join("\\%d" % b for b in x.tobytes()), len(head)))
     try:
         daemon_rps, derr = wrk("http://127.0.0.1:%d/v1/atrous_conv2d" % port, lua)
+        binary_rps, berr = wrk("http://127.0.0.1:%d/v2/models/tiny/infer" % port, blua)
         nginx_rps, nerr = wrk("http://127.0.0.1:%d/reply.json" % nport)
     finally:
         ng.send_signal(signal.SIGTERM)
         ng.wait()
     if derr or nerr:
         print("warning: wrk saw errors: atrousd %s, nginx %s" % (derr, nerr))
-    return {"daemon_rps": daemon_rps, "nginx_rps": nginx_rps, "daemon_errors": derr,
-            "nginx_errors": nerr, "request_bytes": len(body), "reply_bytes": len(reply)}
+    return {"daemon_rps": daemon_rps, "binary_rps": binary_rps, "nginx_rps": nginx_rps,
+            "daemon_errors": derr + berr, "nginx_errors": nerr, "request_bytes": len(body),
+            "reply_bytes": len(reply)}
+
+
+def h2load_case(gport, work, pbs, seconds):
+    """gRPC ModelInfer on "tiny" with h2load: 32 concurrent streams on one
+    connection; the daemon's answers are checked to be OK first."""
+    if shutil.which("h2load") is None or pbs is None:
+        return None
+    import grpc
+    pb, pbg = pbs
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    msg = infer_message(pb, "tiny", x).SerializeToString()
+    stub = pbg.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:%d" % gport))
+    stub.ModelInfer(infer_message(pb, "tiny", x))  # raises unless OK
+    body = os.path.join(work, "grpc.bin")
+    with open(body, "wb") as f:
+        f.write(b"\0" + len(msg).to_bytes(4, "big") + msg)
+    out = subprocess.check_output(["h2load", "-D", str(seconds), "-c", "1", "-m", "32", "-t", "1", "-d", body,
+                                   "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                   "http://127.0.0.1:%d/inference.GRPCInferenceService/ModelInfer" % gport]).decode()
+    rps = float([l for l in out.splitlines() if l.startswith("finished in")][0].split(",")[1].split()[0])
+    done = [l for l in out.splitlines() if l.startswith("requests:")][0]
+    return {"grpc_rps": rps, "requests": done.strip()}
 
 
 def plot(results, path):
@@ -333,7 +412,10 @@ def main():
     os.makedirs(models)
     for name, case in CASES.items():
         write_model(models, name, case)
-    daemon, port = start_daemon(work, models, args.threads)
+    write_model(models, "tiny", TINY)
+    gport = free_port()
+    daemon, port = start_daemon(work, models, args.threads, gport)
+    pbs = grpc_stubs(work)
     results = {"threads": args.threads, "repeats": args.repeats, "torch_version": torch_version,
                "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t"),
                "cases": {}}
@@ -368,8 +450,13 @@ def main():
             if torch is not None:
                 row["torch_best_ms"], row["torch_ms"] = timeit(torch_runner(case, args.threads), reps)
             results["cases"][name] = row
+        if pbs is not None:
+            x = rng.standard_normal(CASES["os16"]["value"]).astype(np.float32)
+            client, compute, best = grpc_infer(gport, pbs, "os16", x, args.repeats)
+            results["grpc_os16"] = {"client_ms": client, "server_compute_ms": compute, "best_ms": best}
         results["codec"] = codec_case(port, work, max(3, args.repeats // 2))
         results["wrk"] = wrk_case(port, work, args.wrk_seconds)
+        results["h2load"] = h2load_case(gport, work, pbs, args.wrk_seconds)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait()
@@ -398,12 +485,22 @@ def main():
               "bound: its tensors (%.0f MiB) + 64 MiB = %.0f MiB" % (
                   m["peak_rss_before_mib"], m["peak_rss_after_mib"],
                   m["peak_rss_after_mib"] - m["peak_rss_before_mib"], m["tensors_mib"], m["bound_mib"]))
+    g = results.get("grpc_os16")
+    if g:
+        h = results["cases"]["os16"]
+        print("\nOS16 head over gRPC (grpcio, raw_input_contents): client %.1f ms, server compute %.1f ms "
+              "(HTTP binary: client %.1f ms, compute %.1f ms)" % (
+                  g["client_ms"], g["server_compute_ms"], h["http_ms"], h["server_compute_ms"]))
     w = results["wrk"]
     if w:
-        print("\nOverhead-bound: [1,8,8,4] x [3,3,4,4] JSON both ways, wrk -t2 -c32 keep-alive:")
-        print("  atrousd %.0f req/s, nginx static %d-byte file %.0f req/s: %.0f%%%s" % (
-            w["daemon_rps"], w["reply_bytes"], w["nginx_rps"], 100 * w["daemon_rps"] / w["nginx_rps"],
-            "; errors: %s" % w["daemon_errors"] if w["daemon_errors"] else ""))
+        print("\nOverhead-bound: [1,8,8,4] x [3,3,4,4], keep-alive, 32 concurrent requests:")
+        print("  HTTP/JSON (native, wrk -t2 -c32)      %7.0f req/s" % w["daemon_rps"])
+        print("  HTTP/binary (KServe, wrk -t2 -c32)    %7.0f req/s" % w["binary_rps"])
+        hl = results.get("h2load")
+        if hl:
+            print("  gRPC (h2load, 1 connection, 32 streams) %5.0f req/s (%s)" % (hl["grpc_rps"], hl["requests"]))
+        print("  nginx static %d-byte file             %7.0f req/s%s" % (
+            w["reply_bytes"], w["nginx_rps"], "; errors: %s" % w["daemon_errors"] if w["daemon_errors"] else ""))
     else:
         print("\n(wrk or nginx not installed: overhead-bound comparison skipped)")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -36,6 +37,8 @@
 #define H2_CONN_WINDOW   (16 << 20)
 /* RST_STREAMs a client may send: a burst, then so many a second (the
  * "rapid reset" attack, CVE-2023-44487). */
+/* Output gathered per write (HEADERS, DATA and trailers of many calls). */
+#define H2_WRITE_BATCH (256 * 1024)
 #define H2_RESET_BURST 200
 #define H2_RESET_RATE  50
 
@@ -86,6 +89,7 @@ struct conn {
 	int handshaking;
 	int loopback;
 	int closing;
+	int want_out; /* EPOLLOUT is in the epoll set */
 	char peer[INET6_ADDRSTRLEN];
 	struct buf out; /* bytes nghttp2 gave that the socket has not taken */
 	size_t out_off;
@@ -767,6 +771,9 @@ static void set_events(struct conn *c, int out)
 {
 	struct epoll_event ev = { .events = EPOLLIN | (out ? EPOLLOUT : 0) };
 
+	if (c->want_out == out)
+		return;
+	c->want_out = out;
 	ev.data.ptr = &c->tag;
 	epoll_ctl(c->h->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -793,43 +800,40 @@ static int conn_write(struct conn *c, const uint8_t *data, size_t len, size_t *d
 	return 1;
 }
 
-/* Hand nghttp2's output to the socket, keeping at most one chunk pending.
- * 0 to keep the connection, -1 to close it. */
+/* Gather nghttp2's output, up to H2_WRITE_BATCH bytes, and write it in one
+ * go; a batch the socket does not take waits for EPOLLOUT (and nghttp2 is
+ * not asked for more meanwhile).  0 to keep the connection, -1 to close it. */
 static int conn_flush(struct conn *c)
 {
 	size_t done;
+	int rc;
 
 	if (c->handshaking)
 		return 0;
 	for (;;) {
-		const uint8_t *data;
-		ssize_t n;
-		int rc;
-
-		if (c->out_off < c->out.len) {
-			rc = conn_write(c, (uint8_t *)c->out.data + c->out_off,
-			                c->out.len - c->out_off, &done);
-			c->out_off += done;
-			if (rc < 0)
-				return -1;
-			if (rc == 0) {
-				set_events(c, 1);
-				return 0;
-			}
+		if (c->out_off == c->out.len) {
 			c->out.len = c->out_off = 0;
+			while (c->out.len < H2_WRITE_BATCH) {
+				const uint8_t *data;
+				ssize_t n = nghttp2_session_mem_send(c->s, &data);
+
+				if (n < 0)
+					return -1;
+				if (n == 0)
+					break;
+				buf_add(&c->out, data, (size_t)n);
+			}
+			if (buf_ok(&c->out) < 0)
+				return -1;
+			if (c->out.len == 0)
+				break;
 		}
-		n = nghttp2_session_mem_send(c->s, &data);
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		rc = conn_write(c, data, (size_t)n, &done);
+		rc = conn_write(c, (uint8_t *)c->out.data + c->out_off, c->out.len - c->out_off,
+		                &done);
+		c->out_off += done;
 		if (rc < 0)
 			return -1;
 		if (rc == 0) {
-			buf_add(&c->out, data + done, (size_t)n - done);
-			if (buf_ok(&c->out) < 0)
-				return -1;
 			set_events(c, 1);
 			return 0;
 		}
@@ -948,6 +952,8 @@ static void accept_all(struct h2 *h)
 			close(fd);
 			continue;
 		}
+		/* Small frames (WINDOW_UPDATE, trailers) must not wait for ACKs. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		c->tag.kind = K_CONN;
 		c->h = h;
 		c->fd = fd;

@@ -209,7 +209,10 @@ def test_admin(d, st, root):
     got = output_of(st.ModelInfer(infer_request("up", x)))
     R.check(close(got, reference(x, f, 2, 2, "SAME")), "RepositoryModelLoad with files as bytes; the model infers correctly")
     R.check(os.path.exists(os.path.join(root, "up", "model.json")), "the loaded model is stored in the repository")
-    st.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="up"), metadata=auth)
+    # As tritonclient.grpc's unload_model sends it.
+    unload = pb.RepositoryModelUnloadRequest(model_name="up")
+    unload.parameters["unload_dependents"].bool_param = False
+    st.RepositoryModelUnload(unload, metadata=auth)
     code, _ = code_of(lambda: st.ModelInfer(infer_request("up", x)))
     R.check(code == grpc.StatusCode.NOT_FOUND, "after RepositoryModelUnload the model is NOT_FOUND")
     idx = st.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=auth)
