@@ -7,7 +7,8 @@
 #    tarball under AddressSanitizer (leaks on) and UBSan; any report fails.
 # 3. valgrind memcheck over the unit suites.
 # 4. make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60).
-# 5. tests/load: short load and overload runs with wrk.
+# 5. tests/load: short load and overload runs with wrk, and impatient
+#    clients (resets, FINs, short deadlines) beside patient ones.
 # Set ATROUSD_SKIP=sanitizers,valgrind,fuzz,load to skip stages locally.
 set -eu
 cd "$(dirname "$0")/.."
