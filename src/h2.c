@@ -3,7 +3,6 @@
  * pool, their results handed back through an eventfd. */
 #include "autoconfig.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -28,6 +27,7 @@
 #include "h2.h"
 #include "log.h"
 #include "metrics.h"
+#include "sock.h"
 #include "tls.h"
 
 /* Request headers beyond this many bytes reset the stream. */
@@ -921,21 +921,6 @@ static void conn_read(struct conn *c)
 		conn_close(c);
 }
 
-static int is_loopback(const struct sockaddr_storage *sa)
-{
-	if (sa->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >>
-		        24) == 127;
-	if (sa->ss_family == AF_INET6) {
-		const struct in6_addr *a =
-		        &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
-}
-
 static void accept_all(struct h2 *h)
 {
 	for (;;) {
@@ -958,13 +943,8 @@ static void accept_all(struct h2 *h)
 		c->h = h;
 		c->fd = fd;
 		c->active = now_ns();
-		c->loopback = is_loopback(&sa);
-		if (sa.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, c->peer,
-			          sizeof(c->peer));
-		else if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, c->peer,
-			          sizeof(c->peer));
+		c->loopback = sock_addr_loopback((struct sockaddr *)&sa);
+		sock_addr_text((struct sockaddr *)&sa, c->peer, sizeof(c->peer));
 		c->next = h->conns;
 		if (h->conns)
 			h->conns->prev = c;

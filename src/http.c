@@ -3,7 +3,6 @@
  * a request (reply, client gone, deadline, shutdown), drain. */
 #include "autoconfig.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <errno.h>
@@ -186,40 +185,12 @@ static void record_reply(struct request *rq)
 	rq->compute_us = r->compute_us;
 }
 
-/* Is the client on this host (127.0.0.0/8, ::1, or 127.x mapped in IPv6)? */
-static int peer_loopback(struct MHD_Connection *c)
+static const struct sockaddr *client_addr(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci =
 	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
 
-	if (sa != NULL && sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >>
-		        24) == 127;
-	if (sa != NULL && sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		        &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
-}
-
-/* The client's address, numeric, for the log. */
-static void peer_of(struct MHD_Connection *c, char *out, size_t len)
-{
-	const union MHD_ConnectionInfo *ci =
-	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-	out[0] = '\0';
-	if (sa != NULL && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-		          (socklen_t)len);
-	else if (sa != NULL && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		          out, (socklen_t)len);
+	return ci ? ci->client_addr : NULL;
 }
 
 static void add_to_response(void *ctx, const char *name, const char *value)
@@ -379,10 +350,11 @@ static enum MHD_Result on_headers(struct request *rq, const char *url, const cha
 	     rq->route.ep != EP_READY) ||
 	    (!h->metrics_only && rq->route.ep == EP_METRICS && h->cfg->metrics_listen[0] != '\0'))
 		return fail(rq, 404, "no such endpoint on this listener: %s %s", method, url);
-	if (rq->route.admin && h->tls == NULL && !h->admin_plaintext && !peer_loopback(c)) {
+	if (rq->route.admin && h->tls == NULL && !h->admin_plaintext &&
+	    !sock_addr_loopback(client_addr(c))) {
 		char peer[INET6_ADDRSTRLEN];
 
-		peer_of(c, peer, sizeof(peer));
+		sock_addr_text(client_addr(c), peer, sizeof(peer));
 		return fail(rq, 403,
 		            "admin calls over plain HTTP are refused from %s (not loopback): the "
 		            "token would cross the network in clear text; use HTTPS "
@@ -501,7 +473,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 				.compute_us = rq->compute_us,
 			};
 
-			peer_of(c, peer, sizeof(peer));
+			sock_addr_text(client_addr(c), peer, sizeof(peer));
 			log_request(&lr);
 		}
 	}

@@ -15,6 +15,15 @@
  * address (with the real port when PORT was 0) is written to bound. */
 int sock_listen(const char *addr, int *fd, char *bound, size_t boundlen, int *port, char *err);
 
+struct sockaddr;
+
+/* Is the address on this host (127.0.0.0/8, ::1, or 127.x mapped in IPv6)?
+ * NULL is not. */
+int sock_addr_loopback(const struct sockaddr *sa);
+
+/* The address in numeric form ("" for NULL or another family). */
+void sock_addr_text(const struct sockaddr *sa, char *out, size_t len);
+
 /* Has the peer of connected socket fd shut down its sending side (with no
  * unread data before the end)?  Never blocks. */
 int sock_peer_shut(int fd);

@@ -4,7 +4,9 @@
 
 #include <check.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -84,12 +86,39 @@ START_TEST(test_send_within)
 }
 END_TEST
 
+START_TEST(test_addr)
+{
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+	char text[64];
+
+	inet_pton(AF_INET, "127.1.2.3", &a4.sin_addr);
+	ck_assert(sock_addr_loopback((struct sockaddr *)&a4));
+	sock_addr_text((struct sockaddr *)&a4, text, sizeof(text));
+	ck_assert_str_eq(text, "127.1.2.3");
+	inet_pton(AF_INET, "10.0.0.1", &a4.sin_addr);
+	ck_assert(!sock_addr_loopback((struct sockaddr *)&a4));
+	inet_pton(AF_INET6, "::1", &a6.sin6_addr);
+	ck_assert(sock_addr_loopback((struct sockaddr *)&a6));
+	inet_pton(AF_INET6, "::ffff:127.0.0.9", &a6.sin6_addr);
+	ck_assert(sock_addr_loopback((struct sockaddr *)&a6));
+	inet_pton(AF_INET6, "::ffff:192.0.2.1", &a6.sin6_addr);
+	ck_assert(!sock_addr_loopback((struct sockaddr *)&a6));
+	sock_addr_text((struct sockaddr *)&a6, text, sizeof(text));
+	ck_assert_str_eq(text, "::ffff:192.0.2.1");
+	ck_assert(!sock_addr_loopback(NULL));
+	sock_addr_text(NULL, text, sizeof(text));
+	ck_assert_str_eq(text, "");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sock");
 	TCase *tc = tcase_create("sock");
 
 	tcase_add_test(tc, test_listen);
+	tcase_add_test(tc, test_addr);
 	tcase_add_test(tc, test_listen_errors);
 	tcase_add_test(tc, test_peer_shut);
 	tcase_add_test(tc, test_send_within);

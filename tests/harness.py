@@ -22,6 +22,15 @@ SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), ".
 ATROUSD = os.path.join(BUILDDIR, "src", "atrousd")
 
 
+def need(results, tool):
+    """Is tool on PATH?  Under CI its absence is a failure, elsewhere a skip."""
+    if shutil.which(tool):
+        return True
+    results.check(not os.environ.get("CI"), "%s is installed (required under CI)" % tool)
+    print("# skipped: %s not installed" % tool)
+    return False
+
+
 class Results:
     def __init__(self):
         self.passed = 0

@@ -25,10 +25,9 @@ import urllib.request
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, Results, free_port, read_all  # noqa: E402
+from harness import Daemon, Results, free_port, need, read_all  # noqa: E402
 
 R = Results()
-CI = bool(os.environ.get("CI"))
 rng = np.random.default_rng(13)
 TICK = os.sysconf("SC_CLK_TCK")
 DEADLINE_RE = re.compile(r"deadline of (\d+) us exceeded after (\d+) us \(queued (\d+) us\)")
@@ -366,14 +365,6 @@ def ignore_abort(root):
         R.check(d.stop() == 0, "daemon (ignore_client_abort) exits 0")
 
 
-def need(tool):
-    if shutil.which(tool):
-        return True
-    R.check(not CI, "%s is installed (required under CI)" % tool)
-    print("# skipped: %s not installed" % tool)
-    return False
-
-
 def deep_for(root, d, seconds):
     """A model that takes about seconds to compute; its compute time (s)."""
     deep_model(root, "deep1", 1)
@@ -388,7 +379,7 @@ def deep_for(root, d, seconds):
 
 
 def behind_nginx(root):
-    if not need("nginx"):
+    if not need(R, "nginx"):
         return
     d = Daemon("--models", root, "--threads", "2")
     work = tempfile.mkdtemp(prefix="atrousd-nginx.")

@@ -18,20 +18,11 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ATROUSD, BUILDDIR, SRCDIR, Daemon, Results, free_port  # noqa: E402
+from harness import ATROUSD, BUILDDIR, SRCDIR, Daemon, Results, free_port, need  # noqa: E402
 
 R = Results()
-CI = bool(os.environ.get("CI"))
 GOOD = json.dumps({"value": [[[[1.0], [2.0]], [[3.0], [4.0]]]], "filters": [[[[2.0]]]], "rate": 1,
                    "padding": "SAME"})
-
-
-def need(tool):
-    if shutil.which(tool):
-        return True
-    R.check(not CI, "%s is installed (required under CI)" % tool)
-    print("# skipped: %s not installed" % tool)
-    return False
 
 
 def parse_metrics(text):
@@ -55,7 +46,7 @@ def test_metrics():
         text = data.decode()
         R.check(st == 200 and hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
                 "GET /metrics: text format 0.0.4")
-        if need("promtool"):
+        if need(R, "promtool"):
             p = subprocess.run(["promtool", "check", "metrics"], input=data, capture_output=True)
             R.check(p.returncode == 0, "promtool check metrics: clean %s" % (p.stdout + p.stderr).decode().strip())
         v = parse_metrics(text)
@@ -79,7 +70,7 @@ def test_metrics():
         R.check(v.get('atrousd_build_info{version="0.1.0"}') == 1, "build_info carries the version")
         R.check(all(k in v for k in ("process_resident_memory_bytes", "process_cpu_seconds_total",
                                      "process_open_fds", "process_start_time_seconds")), "process_* metrics")
-        if need("prometheus"):
+        if need(R, "prometheus"):
             scrape_with_prometheus(d.port)
     finally:
         R.check(d.stop() == 0, "daemon exits 0")
@@ -174,7 +165,7 @@ def test_notify():
 
 
 def test_socket_activation():
-    if not need("systemd-socket-activate"):
+    if not need(R, "systemd-socket-activate"):
         return
     port = free_port()
     work = tempfile.mkdtemp(prefix="atrousd-sa.")
@@ -201,7 +192,7 @@ def test_socket_activation():
 
 
 def test_units():
-    if not need("systemd-analyze"):
+    if not need(R, "systemd-analyze"):
         return
     work = tempfile.mkdtemp(prefix="atrousd-units.")
     with open(os.path.join(SRCDIR, "systemd", "atrousd.service.in")) as f:
@@ -222,7 +213,7 @@ def test_units():
 
 
 def test_scaleout():
-    if not need("nginx"):
+    if not need(R, "nginx"):
         return
     daemons = [Daemon("--threads", "1") for _ in range(3)]
     work = tempfile.mkdtemp(prefix="atrousd-nginx.")
