@@ -211,7 +211,9 @@ def client_gone(d, c_ms, how):
     s.close()
     p = head["parameters"] if st == 200 else {}
     stop_ms = (t1 - t0) * 1e3 - (p.get("decode_us", 0) + p.get("compute_us", 0) + p.get("encode_us", 0)) / 1e3
-    R.check(st == 200 and stop_ms < 15,
+    # A few milliseconds alone (2-3 ms measured); make check runs other
+    # tests beside this one, so the bound leaves room for a busy machine.
+    R.check(st == 200 and stop_ms < 25,
             "%s while computing: the next request started within %.1f ms (queued %.1f ms in all)"
             % (how, stop_ms, p.get("queue_us", 0) / 1e3))
 
@@ -263,7 +265,7 @@ def deadlines(d, c_ms):
     st, head, _, el = call(d, "os16", X16, {"timeout": 50000})
     first_running = metrics(d)["atrousd_workers_busy"] == 1
     m = DEADLINE_RE.search(head.get("error", "")) if st == 504 else None
-    R.check(m is not None and 0.05 <= el < 0.05 + 0.04 and int(m.group(3)) > 0 and first_running,
+    R.check(m is not None and 0.05 <= el < 0.05 + 0.1 and int(m.group(3)) > 0 and first_running,
             "50 ms deadline behind a running head -> 504 after %.0f ms, queued %s us, the first still "
             "running" % (el * 1e3, m.group(3) if m else "?"))
     R.check(a.join()[0] == 200, "the first head completes")
@@ -306,7 +308,7 @@ def native_stopped(d):
     el = time.monotonic() - t0
     cpu = idle_cpu(d, 0.5)
     m = DEADLINE_RE.search(obj.get("error", "")) if st == 504 else None
-    R.check(m is not None and t_us / 1e6 <= el < t_us / 1e6 + 0.05 and cpu < 0.05,
+    R.check(m is not None and t_us / 1e6 <= el < t_us / 1e6 + 0.1 and cpu < 0.05,
             "native deadline of %.0f ms (compute alone %.0f ms) -> 504 after %.0f ms, then %.0f ms of CPU in 0.5 s"
             % (t_us / 1e3, t["compute_us"] / 1e3, el * 1e3, cpu * 1e3))
     R.check(abandoned(d, "deadline", "atrous_conv2d") == before + 1,
