@@ -294,23 +294,28 @@ def deadlines(d, c_ms):
 def native_stopped(d):
     """Past its deadline while computing (native requests carry their own
     filters, so no mean compute time refuses them early): stopped, 504 at
-    the deadline, the process idle afterwards."""
+    the deadline, the process idle afterwards.  The deadline falls midway
+    through the computation as the previous run's timings place it; a run
+    whose decoding was quicker may finish first, so up to five are tried."""
     import base64
     body = {"value": {"shape": [1, 64, 64, 256], "b64": base64.b64encode(f32(1, 64, 64, 256).tobytes()).decode()},
             "filters": {"shape": [3, 3, 256, 256], "b64": base64.b64encode(f32(3, 3, 256, 256).tobytes()).decode()},
             "rate": 2, "padding": "SAME", "output_encoding": "b64"}
-    st, _, obj = d.post_json("/v1/atrous_conv2d", body)
-    t = obj["timing"]
-    t_us = t["decode_us"] + t["queue_us"] + t["compute_us"] // 3
     before = abandoned(d, "deadline", "atrous_conv2d")
-    t0 = time.monotonic()
-    st, _, obj = d.post_json("/v1/atrous_conv2d", dict(body, timeout_us=t_us))
-    el = time.monotonic() - t0
+    st, _, obj = d.post_json("/v1/atrous_conv2d", body)
+    for attempt in range(5):
+        t = obj["timing"]
+        t_us = t["decode_us"] + t["queue_us"] + t["compute_us"] // 2
+        t0 = time.monotonic()
+        st, _, obj = d.post_json("/v1/atrous_conv2d", dict(body, timeout_us=t_us))
+        el = time.monotonic() - t0
+        if st == 504:
+            break
     cpu = idle_cpu(d, 0.5)
     m = DEADLINE_RE.search(obj.get("error", "")) if st == 504 else None
     R.check(m is not None and t_us / 1e6 <= el < t_us / 1e6 + 0.1 and cpu < 0.05,
-            "native deadline of %.0f ms (compute alone %.0f ms) -> 504 after %.0f ms, then %.0f ms of CPU in 0.5 s"
-            % (t_us / 1e3, t["compute_us"] / 1e3, el * 1e3, cpu * 1e3))
+            "native deadline of %.0f ms (compute alone %.0f ms; attempt %d) -> %d after %.0f ms, then %.0f ms "
+            "of CPU in 0.5 s" % (t_us / 1e3, t["compute_us"] / 1e3, attempt + 1, st, el * 1e3, cpu * 1e3))
     R.check(abandoned(d, "deadline", "atrous_conv2d") == before + 1,
             "abandoned_total{endpoint=atrous_conv2d, reason=deadline} +1")
 
@@ -392,6 +397,9 @@ def behind_nginx(root):
                 "http {\naccess_log off;\nclient_body_temp_path %s/body;\nproxy_temp_path %s/proxy;\n"
                 "upstream atrousd { server 127.0.0.1:%d; keepalive 4; }\n"
                 "server { listen 127.0.0.1:%d; client_max_body_size 64m;\n"
+                # Bodies and replies stay in memory: nginx's unprivileged
+                # workers need no temporary files in this folder.
+                "  client_body_buffer_size 64m; proxy_buffering off;\n"
                 "  proxy_http_version 1.1; proxy_set_header Connection \"\";\n"
                 "  proxy_read_timeout 1s;\n  location / { proxy_pass http://atrousd; } }\n}\n"
                 % (work, work, work, work, d.port, nport))
@@ -413,8 +421,9 @@ def behind_nginx(root):
         el = time.monotonic() - t0
         gone = wait_for(lambda: abandoned(d, "client_gone") == before + 1, 1.0)
         cpu = idle_cpu(d, 1.0)
-        R.check(st == 504 and el < 1.5, "nginx (proxy_read_timeout 1s) gives up on a %.1f s request: %d after %.2f s"
-                % (est, st, el))
+        if not R.check(st == 504 and el < 1.5, "nginx (proxy_read_timeout 1s) gives up on a %.1f s request: %d "
+                       "after %.2f s" % (est, st, el)):
+            print("# nginx error log:\n" + open(os.path.join(work, "error.log")).read()[-2000:])
         R.check(gone and cpu < 0.1,
                 "the daemon abandons it when nginx closes: client_gone +1, %.0f ms of CPU in the next second"
                 % (cpu * 1e3))

@@ -160,7 +160,7 @@ def read_reply(s, buf):
 # An impatient client's pause between attempts.  The clients share this
 # machine's cores with the daemon: their own CPU is part of what the patient
 # ones lose, so they are kept about as busy as the patient ones.
-THINK_S = 0.04
+THINK_S = 0.06
 
 
 def cpu_of(pid):
