@@ -562,8 +562,8 @@ void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, f
 	g.ldc = direct_out ? p->out_stride : p->o;
 	g.beta = p->accumulate && direct_out ? 1.0f : 0.0f;
 	region_gemms(p, sr, sc, &g);
-	if (p->accumulate && direct_out)
-		return;
+	if ((p->accumulate && direct_out) || par_cancelled())
+		return; /* cancelled: C may be unwritten, and nobody reads it */
 	for (q = 0; q < m; q++) {
 		float *dst = out_pixel(p, t, sr, sc, out, t->p0 + q);
 		const float *src = direct_out ? dst : g.c + q * p->o;
