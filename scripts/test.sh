@@ -5,7 +5,8 @@
 # 1. make check: unit suites and integration tests, built with -Werror.
 # 2. make distcheck --enable-sanitizers: the same tests from the release
 #    tarball under AddressSanitizer (leaks on) and UBSan; any report fails.
-# 3. valgrind memcheck over the unit suites.
+# 3. valgrind memcheck over the unit suites, and over the daemon through
+#    every end of a request (tests/valgrind_daemon.py).
 # 4. make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60).
 # 5. tests/load: short load and overload runs with wrk, and impatient
 #    clients (resets, FINs, short deadlines) beside patient ones.
@@ -73,6 +74,14 @@ if ! skip valgrind; then
 			tail -30 "$t.valgrind"
 		fi
 	done
+	# The daemon itself, through every end of a request.
+	if "${PYTHON3:-/usr/bin/python3}" tests/valgrind_daemon.py >tests/valgrind_daemon.log 2>&1; then
+		echo "valgrind daemon: $(tail -1 tests/valgrind_daemon.log)"
+	else
+		st=1
+		echo "valgrind daemon: FAILED"
+		tail -40 tests/valgrind_daemon.log
+	fi
 	stage valgrind "$st"
 fi
 

@@ -660,9 +660,16 @@ static void enlist(struct request *rq)
 	h->njobs++;
 	h->live_jobs++;
 	rq->serial = ++h->serial;
-	if (rq->sock >= 0 && watch_add(h->watch, rq->serial, rq->sock,
-	                               h->cfg->ignore_client_abort ? 0 : WATCH_FIN) < 0)
-		rq->sock = -1; /* not watched: it runs to the end */
+	if (rq->sock >= 0) {
+		int rc = watch_add(h->watch, rq->serial, rq->sock,
+		                   h->cfg->ignore_client_abort ? 0 : WATCH_FIN);
+
+		if (rc < 0) {
+			log_warn("%s %s: cannot watch the connection (%s); it runs to the end",
+			         rq->method, rq->path, strerror(-rc));
+			rq->sock = -1;
+		}
+	}
 	MHD_suspend_connection(rq->conn);
 }
 
