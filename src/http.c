@@ -79,8 +79,6 @@ struct http {
 	struct api *api;
 	struct pool *pool;
 	const struct config *cfg;
-	int listen_fd;
-	int quiesced;
 	int metrics_only;    /* a listener for /metrics and health alone */
 	struct tls *tls;     /* HTTPS, or NULL */
 	int admin_plaintext; /* admin calls allowed over plain HTTP from anywhere */
@@ -849,7 +847,7 @@ int http_start(struct http **out, struct api *api, struct pool *pool, const stru
 	h->api = api;
 	h->pool = pool;
 	h->cfg = cfg;
-	h->listen_fd = listen_fd;
+
 	h->metrics_only = metrics_only;
 	h->tls = tls;
 	h->admin_plaintext = strcmp(cfg->admin_plaintext, "allow") == 0;
@@ -899,8 +897,10 @@ size_t http_drain(struct http *h, unsigned timeout_s)
 	struct request *rq;
 	size_t left = 0;
 
-	if (MHD_quiesce_daemon(h->daemon) != MHD_INVALID_SOCKET)
-		h->quiesced = 1;
+	/* No MHD_quiesce_daemon(): with epoll its removal of the listening
+	 * socket races the I/O threads' own (libmicrohttpd 0.9.75 panics when
+	 * the second epoll_ctl fails).  Connections are still accepted while
+	 * draining; their requests are answered 503. */
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
 		left = h->njobs;
@@ -933,9 +933,7 @@ void http_stop(struct http *h)
 		pthread_cond_wait(&h->idle, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 	watch_free(h->watch);
-	MHD_stop_daemon(h->daemon);
-	if (h->quiesced) /* otherwise libmicrohttpd closed it */
-		close(h->listen_fd);
+	MHD_stop_daemon(h->daemon); /* closes the listening socket */
 	pthread_cond_destroy(&h->idle);
 	pthread_mutex_destroy(&h->lock);
 	free(h);

@@ -24,8 +24,9 @@ struct tls;
 int http_start(struct http **out, struct api *api, struct pool *pool, const struct config *cfg,
                int listen_fd, int metrics_only, struct tls *tls, char *err);
 
-/* Stop accepting, let requests in flight finish for up to timeout_s seconds,
- * then answer the rest with 503.  Returns the number abandoned. */
+/* Let requests in flight finish for up to timeout_s seconds (new ones are
+ * answered 503 meanwhile), then abandon the rest with 503.  Returns the
+ * number abandoned. */
 size_t http_drain(struct http *h, unsigned timeout_s);
 
 /* Stop the server and free it (after http_drain). */
