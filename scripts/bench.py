@@ -32,7 +32,7 @@ BUILD = os.environ.get("top_builddir", SRC)
 ATROUS = os.path.join(BUILD, "src", "atrous")
 ATROUSD = os.path.join(BUILD, "src", "atrousd")
 sys.path.insert(0, os.path.join(SRC, "tests"))
-from harness import free_port  # noqa: E402
+from harness import free_port, grpc_modules  # noqa: E402
 
 rng = np.random.default_rng(0)
 
@@ -231,11 +231,7 @@ def grpc_stubs(work):
     """grpcio modules from the project's .proto, or None without grpc_tools."""
     try:
         import grpc  # noqa: F401
-        out = os.path.join(work, "pb")
-        os.makedirs(out)
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + os.path.join(SRC, "src", "proto"),
-                        "--python_out=" + out, "--grpc_python_out=" + out, "kserve_grpc.proto"], check=True)
-        sys.path.insert(0, out)
+        grpc_modules(work)
         import kserve_grpc_pb2
         import kserve_grpc_pb2_grpc
         return kserve_grpc_pb2, kserve_grpc_pb2_grpc

@@ -331,6 +331,39 @@ static void admin(struct api *a, const struct api_request *rq, struct reply *r)
 	}
 }
 
+uint64_t api_expected_ns(struct api *a, const struct route *rt)
+{
+	return rt->ep == EP_INFER ? metrics_mean_compute_ns(a->metrics, rt->model) : 0;
+}
+
+void api_abandoned(struct api *a, const struct route *rt, enum metrics_abandon why,
+                   uint64_t used_ns)
+{
+	uint64_t mean = metrics_mean_compute_ns(
+	        a->metrics, rt->ep == EP_INFER ? rt->model : endpoint_label(rt->ep));
+
+	metrics_abandoned(a->metrics, rt->ep, why, mean > used_ns ? mean - used_ns : 0);
+}
+
+void api_deadline_text(char *out, size_t len, const struct route *rt, uint64_t timeout_us,
+                       uint64_t start_ns, uint64_t deadline_ns, uint64_t queued_us,
+                       uint64_t expected_ns)
+{
+	uint64_t now = api_now_ns();
+
+	if (expected_ns != 0 && now < deadline_ns)
+		snprintf(out, len,
+		         "deadline of %llu us cannot be met: %llu us left after %llu us (queued "
+		         "%llu us), and model \"%s\" computes in %llu us on average",
+		         (unsigned long long)timeout_us, (unsigned long long)us(deadline_ns - now),
+		         (unsigned long long)us(now - start_ns), (unsigned long long)queued_us,
+		         rt->model, (unsigned long long)us(expected_ns));
+	else
+		snprintf(out, len, "deadline of %llu us exceeded after %llu us (queued %llu us)",
+		         (unsigned long long)timeout_us, (unsigned long long)us(now - start_ns),
+		         (unsigned long long)queued_us);
+}
+
 void api_run(struct api *a, const struct api_request *rq, struct reply *r)
 {
 	switch (rq->route->ep) {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "reply.h"
 #include "par.h"
 #include "route.h"
@@ -64,6 +65,26 @@ struct metrics *api_metrics(struct api *a);
 /* Reload the model directory (SIGHUP, the admin endpoint, start-up): logs
  * the outcome with why, records it in the metrics; 0 or -errno. */
 int api_reload(struct api *a, const char *why, size_t *loaded, size_t *failed);
+
+/* The deadline bookkeeping both front ends (HTTP, gRPC) share. */
+
+/* The compute a request of rt is expected to take, for deciding at its start
+ * whether it can meet its deadline: its stored model's mean compute time so
+ * far (0: no guess, as for native requests, which carry their own filters). */
+uint64_t api_expected_ns(struct api *a, const struct route *rt);
+
+/* Count a request given up after used_ns of compute; the compute it saved is
+ * the mean of its model (or native endpoint) less what it used. */
+void api_abandoned(struct api *a, const struct route *rt, enum metrics_abandon why,
+                   uint64_t used_ns);
+
+/* The 504 message of a request of rt that arrived at start_ns with a timeout
+ * ending at deadline_ns: "deadline of N us exceeded after M us (queued Q us)",
+ * or, when a worker refused it with time left because its model computes in
+ * expected_ns on average, "deadline of N us cannot be met: ...". */
+void api_deadline_text(char *out, size_t len, const struct route *rt, uint64_t timeout_us,
+                       uint64_t start_ns, uint64_t deadline_ns, uint64_t queued_us,
+                       uint64_t expected_ns);
 
 /* Run an endpoint that needs a worker: decode, compute, encode. */
 void api_run(struct api *a, const struct api_request *rq, struct reply *r);

@@ -368,7 +368,6 @@ int grpc_decode(enum grpc_method m, const void *msg, size_t len, struct grpc_cal
 			set_route(c, EP_MODEL_READY, "");
 			code = GRPC_OK;
 		}
-		c->ready_probe = 1;
 		inference__model_ready_request__free_unpacked(r, NULL);
 		return code;
 	}

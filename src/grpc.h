@@ -81,7 +81,6 @@ struct grpc_call {
 	struct buf body;      /* the REST body: JSON, or a JSON header and tensor bytes */
 	long long header_len; /* that header's length, -1 for a JSON body */
 	uint64_t timeout_us;  /* the request's own "timeout" parameter, 0: none */
-	int ready_probe;      /* ModelReady: a 404 means "not ready", not an error */
 };
 
 /* Decode one request message of method m into c (which it owns until

@@ -59,10 +59,10 @@ struct gcall {
 	int method;
 	char path[96];
 	char ctype[64];
-	char auth[256];
+	char auth[600]; /* "Bearer " and a token of up to 511 bytes (api.c) */
 	uint64_t grpc_timeout_us;
 	size_t header_bytes;
-	int too_large, bad_header, started_call, responded;
+	int too_large, started_call, responded;
 	struct buf in;
 	struct grpc_call call;
 	/* The job: abandoned and started under h->lock, the rest loop-only. */
@@ -88,7 +88,6 @@ struct conn {
 	gnutls_session_t tls;
 	int handshaking;
 	int loopback;
-	int closing;
 	int want_out; /* EPOLLOUT is in the epoll set */
 	char peer[INET6_ADDRSTRLEN];
 	struct buf out; /* bytes nghttp2 gave that the socket has not taken */
@@ -122,7 +121,6 @@ struct h2 {
 	int draining, abandon_all, stopping; /* requests from the main thread */
 	int drained;                         /* the loop has stopped accepting */
 	size_t left;                         /* jobs in flight, for h2_drain */
-	size_t abandoned_count;
 };
 
 static uint64_t now_ns(void)
@@ -305,10 +303,7 @@ static void job_run(void *arg)
 {
 	struct gcall *k = arg;
 	struct h2 *h = k->h;
-	uint64_t expect =
-	        k->deadline != 0 && k->call.route.ep == EP_INFER
-	                ? metrics_mean_compute_ns(api_metrics(h->api), k->call.route.model)
-	                : 0;
+	uint64_t expect = k->deadline != 0 ? api_expected_ns(h->api, &k->call.route) : 0;
 	int run = 0;
 
 	pthread_mutex_lock(&h->lock);
@@ -345,18 +340,12 @@ static void job_run(void *arg)
 	wake(h);
 }
 
-static const char *compute_key(const struct gcall *k)
-{
-	return k->call.route.ep == EP_INFER ? k->call.route.model
-	                                    : endpoint_label(k->call.route.ep);
-}
-
 /* Give up a job (loop thread): a queued one leaves the queue, a running one
  * stops at its next task; the call is answered unless its client left. */
 static void abandon(struct h2 *h, struct gcall *k, enum metrics_abandon why)
 {
 	struct metrics *mt = api_metrics(h->api);
-	uint64_t now = now_ns(), began, mean;
+	uint64_t now = now_ns(), began;
 	int queued;
 	char msg[ERR_LEN];
 
@@ -374,8 +363,7 @@ static void abandon(struct h2 *h, struct gcall *k, enum metrics_abandon why)
 	}
 	k->reply.queue_us = (began - k->enqueue) / 1000;
 	k->reply.compute_us = (now - began) / 1000;
-	mean = metrics_mean_compute_ns(mt, compute_key(k));
-	metrics_abandoned(mt, k->call.route.ep, why, mean > now - began ? mean - (now - began) : 0);
+	api_abandoned(h->api, &k->call.route, why, now - began);
 	switch (why) {
 	case ABANDON_CLIENT_GONE:
 		respond(k, GRPC_CANCELLED, "the client cancelled the call",
@@ -383,11 +371,8 @@ static void abandon(struct h2 *h, struct gcall *k, enum metrics_abandon why)
 		                   : "(client gone: dropped from the queue)");
 		break;
 	case ABANDON_DEADLINE:
-		snprintf(msg, sizeof(msg),
-		         "deadline of %llu us exceeded after %llu us (queued %llu us)",
-		         (unsigned long long)k->timeout_us,
-		         (unsigned long long)((now - k->t0) / 1000),
-		         (unsigned long long)k->reply.queue_us);
+		api_deadline_text(msg, sizeof(msg), &k->call.route, k->timeout_us, k->t0,
+		                  k->deadline, k->reply.queue_us, 0);
 		respond(k, GRPC_DEADLINE_EXCEEDED, msg,
 		        k->started ? "(deadline: stopped computing)"
 		                   : "(deadline: refused without computing)");
@@ -395,7 +380,6 @@ static void abandon(struct h2 *h, struct gcall *k, enum metrics_abandon why)
 	default:
 		respond(k, GRPC_UNAVAILABLE, "shutting down before the call completed",
 		        "(shutdown: abandoned at drain_timeout)");
-		h->abandoned_count++;
 		break;
 	}
 }
@@ -414,25 +398,13 @@ static void take_done(struct h2 *h)
 		if (!k->abandoned) {
 			jobs_remove(h, k);
 			if (k->refused) {
-				uint64_t now = now_ns();
 				char msg[ERR_LEN];
 
-				k->reply.queue_us = (now - k->enqueue) / 1000;
-				metrics_abandoned(api_metrics(h->api), k->call.route.ep,
-				                  ABANDON_DEADLINE, k->expected);
-				snprintf(
-				        msg, sizeof(msg),
-				        "deadline of %llu us cannot be met: %llu us left after "
-				        "%llu us "
-				        "(queued %llu us), and model \"%s\" computes in %llu us on "
-				        "average",
-				        (unsigned long long)k->timeout_us,
-				        (unsigned long long)(k->deadline > now
-				                                     ? (k->deadline - now) / 1000
-				                                     : 0),
-				        (unsigned long long)((now - k->t0) / 1000),
-				        (unsigned long long)k->reply.queue_us, k->call.route.model,
-				        (unsigned long long)(k->expected / 1000));
+				k->reply.queue_us = (now_ns() - k->enqueue) / 1000;
+				api_abandoned(h->api, &k->call.route, ABANDON_DEADLINE, 0);
+				api_deadline_text(msg, sizeof(msg), &k->call.route, k->timeout_us,
+				                  k->t0, k->deadline, k->reply.queue_us,
+				                  k->expected);
 				respond(k, GRPC_DEADLINE_EXCEEDED, msg,
 				        "(deadline: refused without computing)");
 			} else {
@@ -484,12 +456,9 @@ static void submit(struct h2 *h, struct gcall *k)
 	if (k->deadline != 0 && now_ns() >= k->deadline) {
 		char msg[ERR_LEN];
 
-		metrics_abandoned(mt, k->call.route.ep, ABANDON_DEADLINE,
-		                  metrics_mean_compute_ns(mt, compute_key(k)));
-		snprintf(msg, sizeof(msg),
-		         "deadline of %llu us exceeded after %llu us (queued 0 us)",
-		         (unsigned long long)k->timeout_us,
-		         (unsigned long long)((now_ns() - k->t0) / 1000));
+		api_abandoned(h->api, &k->call.route, ABANDON_DEADLINE, 0);
+		api_deadline_text(msg, sizeof(msg), &k->call.route, k->timeout_us, k->t0,
+		                  k->deadline, 0, 0);
 		respond(k, GRPC_DEADLINE_EXCEEDED, msg, "(deadline: refused without computing)");
 		return;
 	}
@@ -634,14 +603,17 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
 	return 0;
 }
 
-static void copy_value(char *dst, size_t size, const uint8_t *v, size_t len, int *bad)
+/* A header's value as a string; an over-long one becomes "" (no method, no
+ * token, no content type): 0 then, 1 when it fits. */
+static int copy_value(char *dst, size_t size, const uint8_t *v, size_t len)
 {
-	if (len >= size) {
-		*bad = 1;
-		len = size - 1;
-	}
+	int fits = len < size;
+
+	if (!fits)
+		len = 0;
 	memcpy(dst, v, len);
 	dst[len] = '\0';
+	return fits;
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
@@ -657,17 +629,16 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	if (k->header_bytes > H2_MAX_HEADER_BYTES)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
 	if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
-		copy_value(k->path, sizeof(k->path), value, valuelen, &k->bad_header);
-		k->method = k->bad_header ? -1 : grpc_method_of(k->path);
+		k->method = copy_value(k->path, sizeof(k->path), value, valuelen)
+		                    ? grpc_method_of(k->path)
+		                    : -1;
 	} else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
-		copy_value(k->ctype, sizeof(k->ctype), value, valuelen, &k->bad_header);
+		copy_value(k->ctype, sizeof(k->ctype), value, valuelen);
 	} else if (namelen == 13 && memcmp(name, "authorization", 13) == 0) {
-		copy_value(k->auth, sizeof(k->auth), value, valuelen, &k->bad_header);
+		copy_value(k->auth, sizeof(k->auth), value, valuelen);
 	} else if (namelen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
-		int bad = 0;
-
-		copy_value(tmp, sizeof(tmp), value, valuelen, &bad);
-		k->grpc_timeout_us = bad ? 0 : parse_timeout(tmp);
+		k->grpc_timeout_us =
+		        copy_value(tmp, sizeof(tmp), value, valuelen) ? parse_timeout(tmp) : 0;
 	}
 	return 0;
 }

@@ -486,12 +486,6 @@ static int watched(const struct route *rt)
 	       rt->ep == EP_INFER;
 }
 
-/* The name its compute time is recorded under (see api.c). */
-static const char *compute_key(const struct request *rq)
-{
-	return rq->route.ep == EP_INFER ? rq->route.model : endpoint_label(rq->route.ep);
-}
-
 /* A job left the pool (under h->lock). */
 static void job_gone(struct http *h)
 {
@@ -507,7 +501,8 @@ static void job_gone(struct http *h)
 static void abandon(struct http *h, struct request *rq, enum metrics_abandon why)
 {
 	struct metrics *mt = api_metrics(h->api);
-	uint64_t now = api_now_ns(), mean, used, began;
+	uint64_t now = api_now_ns(), began;
+	char msg[ERR_LEN];
 
 	__atomic_store_n(&rq->abandoned, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&rq->cancel, 1, __ATOMIC_RELEASE);
@@ -519,9 +514,7 @@ static void abandon(struct http *h, struct request *rq, enum metrics_abandon why
 	began = rq->started ? rq->started : now;
 	rq->queue_us = (began - rq->t.enqueue) / 1000;
 	rq->compute_us = (now - began) / 1000;
-	mean = metrics_mean_compute_ns(mt, compute_key(rq));
-	used = now - began;
-	metrics_abandoned(mt, rq->route.ep, why, mean > used ? mean - used : 0);
+	api_abandoned(h->api, &rq->route, why, now - began);
 	switch (why) {
 	case ABANDON_CLIENT_GONE:
 		rq->gone = 1;
@@ -531,22 +524,9 @@ static void abandon(struct http *h, struct request *rq, enum metrics_abandon why
 		                       : "(client gone: dropped from the queue)";
 		break;
 	case ABANDON_DEADLINE:
-		if (rq->expected != 0 && now < rq->deadline)
-			reply_error(
-			        &rq->reply, 504,
-			        "deadline of %llu us cannot be met: %llu us left after %llu us "
-			        "(queued %llu us), and model \"%s\" computes in %llu us on average",
-			        (unsigned long long)rq->timeout_us,
-			        (unsigned long long)((rq->deadline - now) / 1000),
-			        (unsigned long long)((now - rq->t.start) / 1000),
-			        (unsigned long long)rq->queue_us, rq->route.model,
-			        (unsigned long long)(rq->expected / 1000));
-		else
-			reply_error(&rq->reply, 504,
-			            "deadline of %llu us exceeded after %llu us (queued %llu us)",
-			            (unsigned long long)rq->timeout_us,
-			            (unsigned long long)((now - rq->t.start) / 1000),
-			            (unsigned long long)rq->queue_us);
+		api_deadline_text(msg, sizeof(msg), &rq->route, rq->timeout_us, rq->t.start,
+		                  rq->deadline, rq->queue_us, rq->expected);
+		reply_error(&rq->reply, 504, "%s", msg);
 		rq->note = rq->started ? "(deadline: stopped computing)"
 		                       : "(deadline: refused without computing)";
 		break;
@@ -569,11 +549,7 @@ static void job_run(void *arg)
 	struct http *h = rq->h;
 	struct reply r = { 0 };
 	int run = 0, shut;
-	/* A stored model's mean compute time says whether the deadline can
-	 * still be met (native requests carry their own filters: no guess). */
-	uint64_t expect = rq->deadline != 0 && rq->route.ep == EP_INFER
-	                          ? metrics_mean_compute_ns(api_metrics(h->api), rq->route.model)
-	                          : 0;
+	uint64_t expect = rq->deadline != 0 ? api_expected_ns(h->api, &rq->route) : 0;
 
 	pthread_mutex_lock(&h->lock);
 	if (!rq->abandoned) {
@@ -693,12 +669,13 @@ static enum MHD_Result submit(struct request *rq)
 		rq->deadline = rq->timeout_us ? rq->t.start + rq->timeout_us * 1000 : 0;
 	}
 	if (rq->deadline != 0 && api_now_ns() >= rq->deadline) {
-		metrics_abandoned(api_metrics(h->api), rq->route.ep, ABANDON_DEADLINE,
-		                  metrics_mean_compute_ns(api_metrics(h->api), compute_key(rq)));
+		char msg[ERR_LEN];
+
+		api_abandoned(h->api, &rq->route, ABANDON_DEADLINE, 0);
+		api_deadline_text(msg, sizeof(msg), &rq->route, rq->timeout_us, rq->t.start,
+		                  rq->deadline, 0, 0);
 		rq->note = "(deadline: refused without computing)";
-		return fail(rq, 504, "deadline of %llu us exceeded after %llu us (queued 0 us)",
-		            (unsigned long long)rq->timeout_us,
-		            (unsigned long long)((api_now_ns() - rq->t.start) / 1000));
+		return fail(rq, 504, "%s", msg);
 	}
 	pthread_mutex_lock(&h->lock);
 	if (draining(h)) {

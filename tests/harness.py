@@ -22,6 +22,18 @@ SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), ".
 ATROUSD = os.path.join(BUILDDIR, "src", "atrousd")
 
 
+def grpc_modules(workdir):
+    """Generate grpcio modules from the project's .proto files into workdir
+    (grpc_tools, as Triton's clients are generated from the protocol's) and
+    make them importable: kserve_grpc_pb2(_grpc), health_pb2(_grpc)."""
+    out = os.path.join(workdir, "pb")
+    os.makedirs(out, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + os.path.join(SRCDIR, "src", "proto"),
+                    "--python_out=" + out, "--grpc_python_out=" + out, "kserve_grpc.proto", "health.proto"],
+                   check=True)
+    sys.path.insert(0, out)
+
+
 def need(results, tool):
     """Is tool on PATH?  Under CI its absence is a failure, elsewhere a skip."""
     if shutil.which(tool):

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SRCDIR, Daemon, Results, close, free_port  # noqa: E402
+from harness import SRCDIR, Daemon, Results, close, free_port, grpc_modules  # noqa: E402
 from kserve import demo_ref, infer, infer_body, parse_infer  # noqa: E402
 
 import grpc  # noqa: E402
@@ -30,17 +30,7 @@ TOKEN = "grpc-admin-token-0123456789abcdef"
 WORK = tempfile.mkdtemp(prefix="atrousd-grpc.")
 
 
-def stubs():
-    """Python modules for our .proto files, generated with grpc_tools."""
-    out = os.path.join(WORK, "pb")
-    os.makedirs(out)
-    proto = os.path.join(SRCDIR, "src", "proto")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + proto, "--python_out=" + out,
-                    "--grpc_python_out=" + out, "kserve_grpc.proto", "health.proto"], check=True)
-    sys.path.insert(0, out)
-
-
-stubs()
+grpc_modules(WORK)
 import health_pb2 as hpb  # noqa: E402
 import health_pb2_grpc as hpbg  # noqa: E402
 import kserve_grpc_pb2 as pb  # noqa: E402

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ATROUSD, SRCDIR, Results, free_port  # noqa: E402
+from harness import ATROUSD, SRCDIR, Results, free_port, grpc_modules  # noqa: E402
 
 R = Results()
 rng = np.random.default_rng(3)
@@ -99,11 +99,7 @@ def main():
     s.close()
     try:
         import grpc
-        out = os.path.join(work, "pb")
-        os.makedirs(out)
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + os.path.join(SRCDIR, "src", "proto"),
-                        "--python_out=" + out, "--grpc_python_out=" + out, "kserve_grpc.proto"], check=True)
-        sys.path.insert(0, out)
+        grpc_modules(work)
         import kserve_grpc_pb2 as pb
         import kserve_grpc_pb2_grpc as pbg
         st = pbg.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:%d" % gport))
