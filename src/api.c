@@ -163,7 +163,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
                    const struct api_times *t, struct reply *r)
 {
 	struct stages sg = { t->start, t->enqueue, api_now_ns(), 0, 0, 0 };
-	struct graph_stats st = { 0, 0 };
+	struct graph_stats st = { 0 };
 	struct tensor *value = NULL, *out = NULL;
 	struct graph *g = NULL;
 	struct buf b = { 0 };
@@ -219,7 +219,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 {
 	struct stages sg = { rq->t.start, rq->t.enqueue, api_now_ns(), 0, 0, 0 };
 	struct kserve_request req = { 0 };
-	struct graph_stats st = { 0, 0 };
+	struct graph_stats st = { 0 };
 	struct tensor *out = NULL;
 	struct buf data = { 0 }, b = { 0 }, params = { 0 };
 	struct model *m;

@@ -108,7 +108,7 @@ static void multi_task(void *arg, size_t i, void *scratch)
 	size_t k;
 
 	for (k = 0; k < m->nplans; k++) {
-		size_t n = conv_plan_ntasks(m->plans[k]);
+		size_t n = conv_plan_is_fast(m->plans[k]) ? 0 : conv_plan_ntasks(m->plans[k]);
 
 		if (i < n) {
 			conv_plan_run_task(m->plans[k], i, m->in, m->out, scratch);
@@ -119,8 +119,22 @@ static void multi_task(void *arg, size_t i, void *scratch)
 }
 
 /* Spatial mean, 1x1 conv, broadcast into channels [0, Op) of concat. */
+/* Run a 1x1 sub-layer (pooling, projection): FLOPs count, its algorithm is
+ * not listed (only the branches are). */
+static int run_sub(const struct conv_layer *c, const struct tensor *in,
+                   const struct par_runner *runner, struct tensor **out, struct graph_stats *st,
+                   char *err)
+{
+	struct graph_stats sub = { 0 };
+	int rc = conv_layer_run(c, in, runner, out, &sub, err);
+
+	st->useful_flops += sub.useful_flops;
+	st->nominal_flops += sub.nominal_flops;
+	return rc;
+}
+
 static int image_pooling(const struct conv_layer *pl, const struct tensor *in,
-                         struct tensor *concat, double *useful, double *nominal, char *err)
+                         struct tensor *concat, struct graph_stats *st, char *err)
 {
 	int64_t n = in->dim[0], hw = in->dim[1] * in->dim[2], c = in->dim[3];
 	int64_t pd[4] = { n, 1, 1, c }, b, px, k;
@@ -149,7 +163,7 @@ static int image_pooling(const struct conv_layer *pl, const struct tensor *in,
 			pooled->data[b * c + k] = (float)(acc[k] / (double)hw);
 	}
 	free(acc);
-	rc = conv_layer_run(pl, pooled, NULL, &y, useful, nominal, err);
+	rc = run_sub(pl, pooled, NULL, &y, st, err);
 	tensor_free(pooled);
 	if (rc < 0)
 		return rc;
@@ -231,8 +245,8 @@ struct branch_exec {
 	struct multi m;
 	struct fused fused;
 	size_t ntasks, scratch, tiles;
-	int use_fusion;
-	double nominal; /* of the branches: decides whether to fan out */
+	int use_fusion, fast;   /* fast: branches that run minimal filtering */
+	double useful, nominal; /* of the branches; nominal decides the fan-out */
 };
 
 /* Fusion saves the centre's im2col copy (C floats a pixel) and costs two
@@ -245,9 +259,19 @@ static int fusion_pays(const struct aspp *a, const struct tensor *in, int64_t pi
 	       in->dim[3] >= ASPP_FUSION_RATIO * max_branch_out(a);
 }
 
-/* Plan each branch into its channels [off, ...) of concat. */
-static int plan_branches(const struct aspp *a, const struct tensor *in, struct tensor *concat,
-                         int64_t off, struct branch_exec *x, double *useful, char *err)
+static void branch_exec_clear(struct branch_exec *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->m.nplans; i++)
+		conv_plan_free(x->m.plans[i]);
+	free(x->m.plans);
+	memset(x, 0, sizeof(*x));
+}
+
+/* Plan each branch into its channels [off, ...) of concat, fused or not. */
+static int plan_each(const struct aspp *a, const struct tensor *in, struct tensor *concat,
+                     int64_t off, int fusion, struct branch_exec *x, char *err)
 {
 	size_t i;
 	int rc;
@@ -265,21 +289,22 @@ static int plan_branches(const struct aspp *a, const struct tensor *in, struct t
 		                   .nf = a->center ? a->center->dim[1] : 0,
 		                   .ldc = concat->dim[3],
 		                   .off = off };
-	x->use_fusion = fusion_pays(a, in, x->fused.pixels);
+	x->use_fusion = fusion;
 	x->tiles = (size_t)((x->fused.pixels + FUSED_TILE - 1) / FUSED_TILE);
-	if (x->use_fusion)
-		*useful += 2.0 * (double)x->fused.pixels * (double)x->fused.c * (double)x->fused.nf;
+	if (fusion)
+		x->useful +=
+		        2.0 * (double)x->fused.pixels * (double)x->fused.c * (double)x->fused.nf;
 	for (i = 0; i < a->nbranches; i++) {
 		const struct tensor *f = a->branches[i].filters;
 		struct conv_out_layout lay = { .channel_offset = off,
 			                       .pixel_stride = concat->dim[3],
-			                       .accumulate = x->use_fusion,
-			                       .skip_center = x->use_fusion };
+			                       .accumulate = fusion,
+			                       .skip_center = fusion };
 		struct conv_plan *p;
 		double pu, pn;
 
 		off += f->dim[3];
-		if (x->use_fusion) {
+		if (fusion) {
 			/* Counted whole here; the plan below leaves the centre out. */
 			x->nominal += 2.0 * (double)x->fused.pixels *
 			              (double)(f->dim[0] * f->dim[1]) * (double)f->dim[2] *
@@ -288,27 +313,64 @@ static int plan_branches(const struct aspp *a, const struct tensor *in, struct t
 				continue; /* all centre: the fused GEMM computes it */
 		}
 		rc = conv_plan_new(&p, in->dim, f, a->branches[i].bias, &a->branches[i].spec, &lay,
-		                   err);
+		                   a->branches[i].fast, err);
 		if (rc < 0) {
 			err_prefix(err, "branches[%zu]", i);
 			return rc;
 		}
 		x->m.plans[x->m.nplans++] = p;
-		x->ntasks += conv_plan_ntasks(p);
-		if (conv_plan_scratch(p) > x->scratch)
-			x->scratch = conv_plan_scratch(p);
+		if (conv_plan_is_fast(p)) {
+			x->fast++; /* runs whole, after the others */
+		} else {
+			x->ntasks += conv_plan_ntasks(p);
+			if (conv_plan_scratch(p) > x->scratch)
+				x->scratch = conv_plan_scratch(p);
+		}
 		conv_plan_flops(p, &pu, &pn);
-		*useful += pu;
-		if (!x->use_fusion)
+		x->useful += pu;
+		if (!fusion)
 			x->nominal += pn;
 	}
 	return 0;
 }
 
+/* Plan the branches: minimal filtering where it is chosen; the centre-tap
+ * fusion only when no branch runs fast (a fast branch computes its centre
+ * tap in its own products). */
+static int plan_branches(const struct aspp *a, const struct tensor *in, struct tensor *concat,
+                         int64_t off, struct branch_exec *x, char *err)
+{
+	int fusion = fusion_pays(a, in, in->dim[0] * in->dim[1] * in->dim[2]);
+	int rc = plan_each(a, in, concat, off, 0, x, err);
+
+	if (rc < 0 || x->fast > 0 || !fusion)
+		return rc;
+	branch_exec_clear(x);
+	return plan_each(a, in, concat, off, 1, x, err);
+}
+
+/* The branches' algorithms, '+' between them: a 1x1 fused into the centre
+ * GEMM has no plan and counts as im2col. */
+static void note_branches(const struct branch_exec *x, const struct aspp *a, struct graph_stats *st)
+{
+	size_t b, k = 0;
+
+	for (b = 0; b < a->nbranches; b++) {
+		const struct tensor *f = a->branches[b].filters;
+		const char *name = "im2col";
+
+		if (!(x->use_fusion && f->dim[0] == 1 && f->dim[1] == 1))
+			name = conv_plan_algorithm(x->m.plans[k++]);
+		graph_stats_note(st, b == 0 ? ',' : '+', name);
+	}
+}
+
 /* Fused centres (phase 1), the branches' other taps (2), bias and activation
- * (3); without fusion, phase 2 alone writes finished branches. */
+ * (3); without fusion, phase 2 alone writes finished branches, and the
+ * minimal-filtering branches follow, each in passes of its own. */
 static int run_branches(const struct branch_exec *x, const struct par_runner *runner)
 {
+	size_t k;
 	int rc = 0;
 
 	if (x->nominal < CONV_PARALLEL_MIN_FLOPS)
@@ -319,20 +381,14 @@ static int run_branches(const struct branch_exec *x, const struct par_runner *ru
 		rc = par_run(runner, x->ntasks, x->scratch, multi_task, (void *)&x->m);
 	if (rc == 0 && x->use_fusion)
 		rc = par_run(runner, x->tiles, 64, finish_task, (void *)&x->fused);
+	for (k = 0; k < x->m.nplans && rc == 0; k++)
+		if (conv_plan_is_fast(x->m.plans[k]))
+			rc = conv_plan_run(x->m.plans[k], x->m.in, x->m.out, runner);
 	return rc;
 }
 
-static void branch_exec_clear(struct branch_exec *x)
-{
-	size_t i;
-
-	for (i = 0; i < x->m.nplans; i++)
-		conv_plan_free(x->m.plans[i]);
-	free(x->m.plans);
-}
-
 int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
-             struct tensor **out, double *useful, double *nominal, char *err)
+             struct tensor **out, struct graph_stats *st, char *err)
 {
 	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2], aspp_concat_channels(a) };
 	struct branch_exec x = { 0 };
@@ -342,19 +398,21 @@ int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_run
 
 	rc = tensor_new_uninit(&concat, 4, cd, err);
 	if (rc == 0 && a->pool != NULL)
-		rc = image_pooling(a->pool, in, concat, useful, nominal, err);
+		rc = image_pooling(a->pool, in, concat, st, err);
 	if (rc == 0)
-		rc = plan_branches(a, in, concat, off, &x, useful, err);
+		rc = plan_branches(a, in, concat, off, &x, err);
 	if (rc < 0)
 		goto done;
-	*nominal += x.nominal;
+	st->useful_flops += x.useful;
+	st->nominal_flops += x.nominal;
+	note_branches(&x, a, st);
 	rc = run_branches(&x, runner);
 	if (rc < 0) {
 		err_set(err, rc, rc == -ECANCELED ? "cancelled" : "out of memory");
 		goto done;
 	}
 	if (a->proj != NULL) {
-		rc = conv_layer_run(a->proj, concat, runner, out, useful, nominal, err);
+		rc = run_sub(a->proj, concat, runner, out, st, err);
 		if (rc < 0)
 			err_prefix(err, "projection");
 	} else {

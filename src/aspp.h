@@ -42,9 +42,10 @@ int64_t aspp_concat_channels(const struct aspp *a);
 int aspp_output_shape(const struct aspp *a, const int64_t vdim[4], int64_t max_elements,
                       int64_t odim[4], char *err);
 
-/* Run the layer; *out is owned by the caller; FLOPs are added to the totals. */
+/* Run the layer; *out is owned by the caller; FLOPs and the branches'
+ * algorithms are added to st. */
 int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
-             struct tensor **out, double *useful, double *nominal, char *err);
+             struct tensor **out, struct graph_stats *st, char *err);
 
 /* Free the layer's weights. */
 void aspp_clear(struct aspp *a);

@@ -525,7 +525,9 @@ static int cmd_import(const struct command *cmd, int argc, char **argv)
 static const struct flag bench_flags[] = {
 	{ "threads", 't', "N", "worker threads, 1 to 1000 (default: online CPUs)" },
 	{ "repeats", 'r', "N", "timed runs per case, 1 to 1000 (default: 10)" },
-	{ "case", 'c', "NAME", "run only this case (seed1, chain, os16, os8)" },
+	{ "case", 'c', "NAME",
+	  "run only this case (seed1, chain, os16, os8, block4os16, block3os8, block4os8)" },
+	{ "algorithm", 'a', "A", "auto, im2col or fast for every layer (default: auto)" },
 	{ "json", 'j', NULL, "one JSON object per line instead of a table" },
 	{ "jansson", 'J', "FILE", "time jansson's parse and dump of a JSON file instead" },
 	{ "help", 'h', NULL, "show this command's help" },
@@ -551,6 +553,13 @@ static int bench_flag(void *ctx, int val, const char *arg)
 		*(val == 't' ? &a->o.threads : &a->o.repeats) = (int)v;
 		break;
 	case 'c': a->o.only = arg; break;
+	case 'a': {
+		char err[ERR_LEN];
+
+		if (conv_parse_algorithm(arg, &a->o.algo, err) < 0)
+			return usage_error("--algorithm: %s", err);
+		break;
+	}
 	case 'j': a->o.json = 1; break;
 	case 'J': a->jansson = arg; break;
 	}

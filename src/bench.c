@@ -59,7 +59,36 @@ static const struct bcase cases[] = {
 	  "{\"filters\":\"w:3,3,256,256\",\"rate\":36,\"bias\":\"b:256\",\"activation\":\"relu\"}],"
 	  "\"projection\":{\"filters\":\"w:1,1,1280,256\",\"bias\":\"b:256\",\"activation\":"
 	  "\"relu\"}}]" },
+	{ "block4os16",
+	  "ResNet block4 at OS16: [1,33,33,512], 3x3x512x512, rate 2, bias, ReLU",
+	  { 1, 33, 33, 512 },
+	  "[{\"filters\":\"w:3,3,512,512\",\"rate\":2,\"padding\":\"SAME\",\"bias\":\"b:512\","
+	  "\"activation\":\"relu\"}]" },
+	{ "block3os8",
+	  "ResNet block3 at OS8: [1,65,65,256], 3x3x256x256, rate 2, bias, ReLU",
+	  { 1, 65, 65, 256 },
+	  "[{\"filters\":\"w:3,3,256,256\",\"rate\":2,\"padding\":\"SAME\",\"bias\":\"b:256\","
+	  "\"activation\":\"relu\"}]" },
+	{ "block4os8",
+	  "ResNet block4 at OS8: [1,65,65,512], 3x3x512x512, rate 4, bias, ReLU",
+	  { 1, 65, 65, 512 },
+	  "[{\"filters\":\"w:3,3,512,512\",\"rate\":4,\"padding\":\"SAME\",\"bias\":\"b:512\","
+	  "\"activation\":\"relu\"}]" },
 };
+
+/* Give every convolution of g the algorithm a (auto keeps each layer's). */
+static void set_algorithm(struct graph *g, enum conv_algo a)
+{
+	size_t i, b;
+
+	for (i = 0; i < graph_size(g) && a != CONV_ALGO_AUTO; i++) {
+		struct graph_layer *l = graph_layer(g, i);
+
+		l->conv.spec.algo = a;
+		for (b = 0; b < l->aspp.nbranches; b++)
+			l->aspp.branches[b].spec.algo = a;
+	}
+}
 
 static double now_s(void)
 {
@@ -253,7 +282,7 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 			        threads, g);
 		else
 			fprintf(out,
-			        "%-8s %10s %10s %14s %14s   OpenBLAS sgemm ceiling, 1024^3 x %d "
+			        "%-10s %10s %10s %14s %14s   OpenBLAS sgemm ceiling, 1024^3 x %d "
 			        "in parallel: %.1f GFLOP/s\n",
 			        "case", "best ms", "median ms", "useful GF/s", "nominal GF/s",
 			        threads, g);
@@ -273,9 +302,12 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 		rc = graphjson_layers(&g, layers, make_tensor, NULL, err);
 		json_decref(layers);
 		if (rc == 0)
+			rc = graph_prepare(g, err); /* as a stored model */
+		if (rc == 0)
 			rc = tensor_new_uninit(&x, 4, c->value, err);
 		if (rc < 0)
 			break;
+		set_algorithm(g, o->algo);
 		fill(x->data, x->count, 7, 1.0f);
 		j.g = g;
 		j.x = x;
@@ -294,13 +326,18 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 				fprintf(out,
 				        "{\"case\":\"%s\",\"threads\":%d,\"best_ms\":%.3f,\"median_"
 				        "ms\":%.3f,"
-				        "\"useful_gflop\":%.4f,\"nominal_gflop\":%.4f}\n",
+				        "\"useful_gflop\":%.4f,\"nominal_gflop\":%.4f,"
+				        "\"algorithms\":\"%s\",\"fast_weights_bytes\":%zu}\n",
 				        c->name, threads, best * 1e3, median * 1e3,
-				        j.st.useful_flops / 1e9, j.st.nominal_flops / 1e9);
+				        j.st.useful_flops / 1e9, j.st.nominal_flops / 1e9,
+				        j.st.algorithms, graph_fast_bytes(g));
 			else
-				fprintf(out, "%-8s %10.2f %10.2f %14.1f %14.1f   %s\n", c->name,
-				        best * 1e3, median * 1e3, j.st.useful_flops / best / 1e9,
-				        j.st.nominal_flops / best / 1e9, c->what);
+				fprintf(out,
+				        "%-10s %10.2f %10.2f %14.1f %14.1f   %s [%s; %.1f MiB]\n",
+				        c->name, best * 1e3, median * 1e3,
+				        j.st.useful_flops / best / 1e9,
+				        j.st.nominal_flops / best / 1e9, c->what, j.st.algorithms,
+				        (double)graph_fast_bytes(g) / 1048576);
 		}
 		tensor_free(x);
 		graph_free(g);

@@ -7,11 +7,14 @@
 
 #include <stdio.h>
 
+#include "shape.h"
+
 struct bench_options {
-	int threads;      /* workers (0: online CPUs) */
-	int repeats;      /* timed runs per case (best and median reported) */
-	const char *only; /* run only the case with this name, or NULL */
-	int json;         /* one JSON object per line instead of a table */
+	int threads;         /* workers (0: online CPUs) */
+	int repeats;         /* timed runs per case (best and median reported) */
+	const char *only;    /* run only the case with this name, or NULL */
+	int json;            /* one JSON object per line instead of a table */
+	enum conv_algo algo; /* for every layer (CONV_ALGO_AUTO: each layer's choice) */
 };
 
 /* Time jansson's json_loadb and json_dumps on the JSON file at path, the

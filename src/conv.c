@@ -20,6 +20,7 @@
 
 #include "conv.h"
 #include "error.h"
+#include "fast.h"
 
 /* Tiling policy: at least this many tiles per large region, each at least
  * this many output pixels (small regions stay whole). */
@@ -60,6 +61,7 @@ struct conv_plan {
 	size_t ntasks;
 	size_t scratch; /* bytes one task needs */
 	double useful, nominal;
+	struct fast_plan *fast; /* minimal filtering runs instead of the regions */
 };
 
 static int64_t div_floor(int64_t a, int64_t b)
@@ -247,9 +249,67 @@ static void collapse_padded(struct conv_plan *p)
 	p->useful = useful;
 }
 
+/* Minimal filtering applies to 3x3 kernels written whole (no accumulation,
+ * no skipped centre) with rates inside the map (larger ones reduce to the
+ * centre tap, which the region plan computes as a 1x1). */
+static int fast_applies(const struct conv_plan *p)
+{
+	return p->kh == 3 && p->kw == 3 && !p->accumulate && !p->skip_center && p->n > 0 &&
+	       p->oh > 0 && p->ow > 0 && p->rh <= p->h && p->rw <= p->w && p->c <= INT_MAX &&
+	       p->o <= INT_MAX;
+}
+
+static struct fast_args fast_args_of(const struct conv_plan *p)
+{
+	return (struct fast_args){ .n = p->n,
+		                   .h = p->h,
+		                   .w = p->w,
+		                   .c = p->c,
+		                   .k = p->o,
+		                   .oh = p->oh,
+		                   .ow = p->ow,
+		                   .rh = p->rh,
+		                   .rw = p->rw,
+		                   .pt = p->pt,
+		                   .pl = p->pl,
+		                   .act = p->act,
+		                   .filters = p->filters,
+		                   .bias = p->bias,
+		                   .out_off = p->out_off,
+		                   .out_stride = p->out_stride };
+}
+
+/* The region plan's cost in multiply-add equivalents: its GEMMs and the
+ * im2col copy (one float per column of each GEMM row). */
+static double region_cost(const struct conv_plan *p)
+{
+	return p->useful / 2 * (1.0 + 1.0 / (double)p->o);
+}
+
+/* Choose the algorithm (CONV_ALGO_AUTO: minimal filtering when the cost
+ * model expects it to take at most CONV_FAST_GAIN of the region plan's
+ * time) and plan the fast path; a budget refusal keeps the regions. */
+static int plan_fast(struct conv_plan *p, enum conv_algo algo, struct fast_weights *fw, char *err)
+{
+	struct fast_args a;
+	int rc;
+
+	if (algo == CONV_ALGO_IM2COL || !fast_applies(p))
+		return 0;
+	a = fast_args_of(p);
+	if (algo == CONV_ALGO_AUTO && fast_cost(&a, fw == NULL) > CONV_FAST_GAIN * region_cost(p))
+		return 0;
+	rc = fast_plan_new(&p->fast, &a, fw, err);
+	if (rc == -E2BIG) {
+		err[0] = '\0';
+		return 0; /* over the budget: the regions run */
+	}
+	return rc;
+}
+
 int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct tensor *filters,
                   const struct tensor *bias, const struct conv_spec *s,
-                  const struct conv_out_layout *layout, char *err)
+                  const struct conv_out_layout *layout, struct fast_weights *fw, char *err)
 {
 	struct conv_plan *p;
 	struct conv_geom g;
@@ -286,6 +346,8 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
 		goto fail;
 	if (p->padded)
 		p->useful = useful; /* plan_tasks counted the padding's taps too */
+	if ((rc = plan_fast(p, s->algo, fw, err)) < 0)
+		goto fail;
 	*out = p;
 	return 0;
 fail:
@@ -300,7 +362,13 @@ void conv_plan_free(struct conv_plan *p)
 	free(p->rows);
 	free(p->cols);
 	free(p->tasks);
+	fast_plan_free(p->fast);
 	free(p);
+}
+
+const char *conv_plan_algorithm(const struct conv_plan *p)
+{
+	return p->fast ? "fast" : "im2col";
 }
 
 void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4])
@@ -327,6 +395,11 @@ size_t conv_plan_ntasks(const struct conv_plan *p)
 size_t conv_plan_scratch(const struct conv_plan *p)
 {
 	return p->scratch;
+}
+
+int conv_plan_is_fast(const struct conv_plan *p)
+{
+	return p->fast != NULL;
 }
 
 struct run_ctx {
@@ -535,10 +608,10 @@ static void task_no_taps(const struct conv_plan *p, const struct task *t, const 
 	}
 }
 
-void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
-                        void *scratch)
+/* One task of the region plan: im2col (or the input itself) and GEMMs. */
+static void region_task(const struct conv_plan *p, const struct task *t, const float *in,
+                        float *out, void *scratch)
 {
-	const struct task *t = &p->tasks[ti];
 	const struct seg *sr = &p->rows[t->region / p->ncols], *sc = &p->cols[t->region % p->ncols];
 	int64_t k = region_k(p, sr, sc), m = t->p1 - t->p0, q, o;
 	int64_t y0 = sr->start + t->p0 / sc->len, x0 = sc->start + t->p0 % sc->len;
@@ -577,6 +650,12 @@ void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, f
 	}
 }
 
+void conv_plan_run_task(const struct conv_plan *p, size_t ti, const float *in, float *out,
+                        void *scratch)
+{
+	region_task(p, &p->tasks[ti], in, out, scratch);
+}
+
 void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 {
 	bias_act(dst, dst, bias, n, act);
@@ -587,5 +666,7 @@ int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
 {
 	struct run_ctx rc = { p, in, out };
 
+	if (p->fast != NULL)
+		return fast_plan_run(p->fast, in, out, runner);
 	return par_run(runner, p->ntasks, p->scratch, run_task, &rc);
 }

@@ -3,7 +3,7 @@
  *
  *	struct conv_spec s = {.rate_h = 2, .rate_w = 2, .padding = CONV_SAME};
  *	struct conv_plan *p;
- *	if (conv_plan_new(&p, value->dim, filters, bias, &s, NULL, err) < 0) ...;
+ *	if (conv_plan_new(&p, value->dim, filters, bias, &s, NULL, NULL, err) < 0) ...;
  *	conv_plan_output_shape(p, odim);        // allocate out with odim
  *	conv_plan_run(p, value->data, out->data, runner);
  *	conv_plan_free(p);
@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "fast.h"
 #include "par.h"
 #include "shape.h"
 #include "tensor.h"
@@ -47,11 +48,20 @@ struct conv_plan;
 /* Plans below this many nominal FLOPs run on one worker (no fan-out). */
 #define CONV_PARALLEL_MIN_FLOPS 2e7
 
+/* CONV_ALGO_AUTO runs minimal filtering when its estimated cost is at most
+ * this fraction of the region plan's. */
+#define CONV_FAST_GAIN 0.8
+
 /* Plan a convolution of a value of shape vdim; filters and bias are borrowed and
- * must outlive the plan.  layout NULL means a dense output of the plan's shape. */
+ * must outlive the plan.  layout NULL means a dense output of the plan's shape.
+ * spec->algo chooses the algorithm; fw (NULL for inline filters) holds the
+ * layer's transformed weights for minimal filtering. */
 int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct tensor *filters,
                   const struct tensor *bias, const struct conv_spec *spec,
-                  const struct conv_out_layout *layout, char *err);
+                  const struct conv_out_layout *layout, struct fast_weights *fw, char *err);
+
+/* The algorithm a plan runs: "fast" or "im2col". */
+const char *conv_plan_algorithm(const struct conv_plan *p);
 
 /* Free a plan; NULL is allowed. */
 void conv_plan_free(struct conv_plan *p);
@@ -62,11 +72,16 @@ void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4]);
 /* Multiply-adds x 2 actually computed (useful) and of the dense definition. */
 void conv_plan_flops(const struct conv_plan *p, double *useful, double *nominal);
 
+/* Does the plan run minimal filtering?  Such a plan runs only whole
+ * (conv_plan_run: passes of its own); the task interface below is the
+ * region plan's. */
+int conv_plan_is_fast(const struct conv_plan *p);
+
 /* Number of independent tasks, and the scratch bytes one task needs. */
 size_t conv_plan_ntasks(const struct conv_plan *p);
 size_t conv_plan_scratch(const struct conv_plan *p);
 
-/* Run task i of the plan with a private scratch area. */
+/* Run task i of a region plan with a private scratch area. */
 void conv_plan_run_task(const struct conv_plan *p, size_t i, const float *in, float *out,
                         void *scratch);
 

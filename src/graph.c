@@ -43,6 +43,36 @@ struct graph_layer *graph_layer(struct graph *g, size_t i)
 	return &g->layers[i];
 }
 
+int graph_prepare(struct graph *g, char *err)
+{
+	size_t i, b;
+	int rc = 0;
+
+	for (i = 0; i < g->n && rc == 0; i++) {
+		struct graph_layer *l = &g->layers[i];
+
+		if (l->type == GRAPH_CONV)
+			rc = conv_layer_prepare(&l->conv, err);
+		for (b = 0; l->type == GRAPH_ASPP && b < l->aspp.nbranches && rc == 0; b++)
+			rc = conv_layer_prepare(&l->aspp.branches[b], err);
+	}
+	return rc;
+}
+
+size_t graph_fast_bytes(const struct graph *g)
+{
+	size_t i, b, sum = 0;
+
+	for (i = 0; i < g->n; i++) {
+		const struct graph_layer *l = &g->layers[i];
+
+		sum += fast_weights_bytes(l->conv.fast);
+		for (b = 0; l->type == GRAPH_ASPP && b < l->aspp.nbranches; b++)
+			sum += fast_weights_bytes(l->aspp.branches[b].fast);
+	}
+	return sum;
+}
+
 void graph_free(struct graph *g)
 {
 	size_t i;
@@ -156,7 +186,7 @@ int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max
 int graph_run(const struct graph *g, const struct tensor *value, const struct par_runner *runner,
               struct tensor **out, struct graph_stats *stats, char *err)
 {
-	struct graph_stats st = { 0, 0 };
+	struct graph_stats st = { 0 };
 	const struct tensor *cur = value;
 	struct tensor *next = NULL;
 	size_t i;
@@ -168,10 +198,8 @@ int graph_run(const struct graph *g, const struct tensor *value, const struct pa
 
 		rc = par_cancelled() ? err_set(err, -ECANCELED, "cancelled")
 		     : l->type == GRAPH_CONV
-		             ? conv_layer_run(&l->conv, cur, runner, &next, &st.useful_flops,
-		                              &st.nominal_flops, err)
-		             : aspp_run(&l->aspp, cur, runner, &next, &st.useful_flops,
-		                        &st.nominal_flops, err);
+		             ? conv_layer_run(&l->conv, cur, runner, &next, &st, err)
+		             : aspp_run(&l->aspp, cur, runner, &next, &st, err);
 		if (cur != value)
 			tensor_free((struct tensor *)cur);
 		if (rc < 0) {

@@ -36,10 +36,6 @@ struct graph_layer {
 	struct aspp aspp;       /* GRAPH_ASPP */
 };
 
-struct graph_stats {
-	double useful_flops, nominal_flops;
-};
-
 /* A graph of n zeroed layers (freeing it before they are filled is safe). */
 int graph_new(struct graph **out, size_t n, char *err);
 
@@ -65,6 +61,13 @@ int graph_output_shape(const struct graph *g, const int64_t vdim[4], int64_t max
 /* Run the graph on value (rank 4); *out is owned by the caller. */
 int graph_run(const struct graph *g, const struct tensor *value, const struct par_runner *runner,
               struct tensor **out, struct graph_stats *stats, char *err);
+
+/* Give a stored graph's 3x3 layers their caches of transformed weights
+ * (filled by the first requests that run them minimal-filtered). */
+int graph_prepare(struct graph *g, char *err);
+
+/* Bytes of transformed weights the graph's caches hold now. */
+size_t graph_fast_bytes(const struct graph *g);
 
 /* Free a graph and its weights; NULL is allowed. */
 void graph_free(struct graph *g);

@@ -31,10 +31,10 @@ enum clayer_kind { KIND_CONV, KIND_BRANCH, KIND_ONE_BY_ONE };
 static int parse_clayer(struct conv_layer *c, json_t *obj, enum clayer_kind kind,
                         const char *const *extra, graphjson_tensor_fn getter, void *ctx, char *err)
 {
-	static const char *const conv_keys[] = { "type", "filters",    "rate", "padding",
-		                                 "bias", "activation", NULL };
-	static const char *const branch_keys[] = { "filters", "rate",       "padding",
-		                                   "bias",    "activation", NULL };
+	static const char *const conv_keys[] = { "type", "filters",    "rate",      "padding",
+		                                 "bias", "activation", "algorithm", NULL };
+	static const char *const branch_keys[] = { "filters",    "rate",      "padding", "bias",
+		                                   "activation", "algorithm", NULL };
 	static const char *const one_keys[] = { "filters", "bias", "activation", NULL };
 	json_t *v;
 	char shape[160];
@@ -74,6 +74,15 @@ static int parse_clayer(struct conv_layer *c, json_t *obj, enum clayer_kind kind
 		if (!json_is_string(v))
 			return err_set(err, -EINVAL, "\"activation\" must be \"none\" or \"relu\"");
 		rc = conv_parse_activation(json_string_value(v), &c->spec.act, err);
+		if (rc < 0)
+			return rc;
+	}
+	v = json_object_get(obj, "algorithm");
+	if (v != NULL) {
+		if (!json_is_string(v))
+			return err_set(err, -EINVAL,
+			               "\"algorithm\" must be \"auto\", \"im2col\" or \"fast\"");
+		rc = conv_parse_algorithm(json_string_value(v), &c->spec.algo, err);
 		if (rc < 0)
 			return rc;
 	}

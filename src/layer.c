@@ -14,8 +14,8 @@
  * when it is below min_flops (a fan-out costs more than it saves). */
 static int plan_and_run(const struct tensor *in, const struct tensor *filters,
                         const struct tensor *bias, const struct conv_spec *spec,
-                        const struct par_runner *runner, double min_flops, struct tensor **out,
-                        double *useful, double *nominal, char *err)
+                        struct fast_weights *fw, const struct par_runner *runner, double min_flops,
+                        struct tensor **out, struct graph_stats *st, char *err)
 {
 	struct conv_plan *p;
 	struct tensor *y = NULL;
@@ -24,7 +24,7 @@ static int plan_and_run(const struct tensor *in, const struct tensor *filters,
 	int rc;
 
 	*out = NULL;
-	rc = conv_plan_new(&p, in->dim, filters, bias, spec, NULL, err);
+	rc = conv_plan_new(&p, in->dim, filters, bias, spec, NULL, fw, err);
 	if (rc < 0)
 		return rc;
 	conv_plan_output_shape(p, odim);
@@ -36,29 +36,57 @@ static int plan_and_run(const struct tensor *in, const struct tensor *filters,
 			err_set(err, rc, "convolution %s",
 			        rc == -ECANCELED ? "cancelled" : "failed: out of memory");
 	}
+	if (rc == 0 && st != NULL)
+		graph_stats_note(st, ',', conv_plan_algorithm(p));
 	conv_plan_free(p);
 	if (rc < 0) {
 		tensor_free(y);
 		return rc;
 	}
-	*useful += u;
-	*nominal += n;
+	if (st != NULL) {
+		st->useful_flops += u;
+		st->nominal_flops += n;
+	}
 	*out = y;
 	return 0;
 }
 
-int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
-                   const struct par_runner *runner, struct tensor **out, double *useful,
-                   double *nominal, char *err)
+void graph_stats_note(struct graph_stats *st, char sep, const char *name)
 {
-	return plan_and_run(in, c->filters, c->bias, &c->spec, runner, CONV_PARALLEL_MIN_FLOPS, out,
-	                    useful, nominal, err);
+	size_t len = strlen(st->algorithms), need = strlen(name) + (len > 0);
+
+	if (len + need + 4 > sizeof(st->algorithms)) {
+		if (len + 4 <= sizeof(st->algorithms) &&
+		    (len < 3 || strcmp(st->algorithms + len - 3, "...") != 0))
+			strcpy(st->algorithms + len, "...");
+		return;
+	}
+	if (len > 0)
+		st->algorithms[len++] = sep;
+	strcpy(st->algorithms + len, name);
+}
+
+int conv_layer_prepare(struct conv_layer *c, char *err)
+{
+	if (c->fast != NULL)
+		return 0;
+	return fast_weights_new(&c->fast, c->filters, err);
+}
+
+int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
+                   const struct par_runner *runner, struct tensor **out, struct graph_stats *st,
+                   char *err)
+{
+	return plan_and_run(in, c->filters, c->bias, &c->spec, c->fast, runner,
+	                    CONV_PARALLEL_MIN_FLOPS, out, st, err);
 }
 
 void conv_layer_clear(struct conv_layer *c)
 {
 	if (c == NULL)
 		return;
+	fast_weights_free(c->fast); /* it borrows the filters */
+	c->fast = NULL;
 	tensor_free(c->filters);
 	tensor_free(c->bias);
 	c->filters = c->bias = NULL;
@@ -68,12 +96,11 @@ int conv_atrous2d(const struct tensor *value, const struct tensor *filters,
                   const struct tensor *bias, const struct conv_spec *spec,
                   const struct par_runner *runner, struct tensor **out, char *err)
 {
-	double useful = 0, nominal = 0;
 	char shape[160];
 
 	*out = NULL;
 	if (value->rank != 4)
 		return err_set(err, -EINVAL, "value must be rank 4 (NHWC), got shape %s",
 		               tensor_shape_str(value->rank, value->dim, shape, sizeof(shape)));
-	return plan_and_run(value, filters, bias, spec, runner, 0, out, &useful, &nominal, err);
+	return plan_and_run(value, filters, bias, spec, NULL, runner, 0, out, NULL, err);
 }

@@ -3,7 +3,8 @@
  * plan into a new tensor.
  *
  *	struct conv_layer c = {.filters = f, .bias = b, .spec = spec};
- *	conv_layer_run(&c, value, runner, &out, &useful, &nominal, err);
+ *	conv_layer_prepare(&c, err);    // stored layers: a cache for fast.h
+ *	conv_layer_run(&c, value, runner, &out, &stats, err);
  *	conv_layer_clear(&c);   // frees the weights
  */
 #ifndef ATROUSD_LAYER_H
@@ -18,15 +19,34 @@
 struct conv_layer {
 	struct tensor *filters, *bias;
 	struct conv_spec spec;
+	struct fast_weights *fast; /* transformed weights (stored 3x3 layers) */
 };
 
-/* Run a layer on in into a new tensor; adds its useful and nominal FLOPs.
+/* What running layers did: FLOPs (useful: the taps that read input;
+ * nominal: the dense definition) and the algorithm of each layer, in order,
+ * separated by ',' ("fast", "im2col"; an ASPP layer's branches joined by
+ * '+').  Zero-initialise. */
+#define GRAPH_ALGO_TEXT 256
+struct graph_stats {
+	double useful_flops, nominal_flops;
+	char algorithms[GRAPH_ALGO_TEXT];
+};
+
+/* Append an algorithm name to stats, after sep when the text is not empty
+ * (a full text ends in "..." instead). */
+void graph_stats_note(struct graph_stats *st, char sep, const char *name);
+
+/* Give a stored layer its cache of transformed weights (3x3 filters only;
+ * others need none).  Layers without one transform per request. */
+int conv_layer_prepare(struct conv_layer *c, char *err);
+
+/* Run a layer on in into a new tensor; adds its FLOPs and algorithm to st.
  * Plans below CONV_PARALLEL_MIN_FLOPS run on the calling thread. */
 int conv_layer_run(const struct conv_layer *c, const struct tensor *in,
-                   const struct par_runner *runner, struct tensor **out, double *useful,
-                   double *nominal, char *err);
+                   const struct par_runner *runner, struct tensor **out, struct graph_stats *st,
+                   char *err);
 
-/* Free a layer's weights. */
+/* Free a layer's weights and cache. */
 void conv_layer_clear(struct conv_layer *c);
 
 /* Plan, allocate the output and run in one call; *out is owned by the caller. */

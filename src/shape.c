@@ -33,6 +33,25 @@ int conv_parse_activation(const char *s, enum conv_act *out, char *err)
 	return 0;
 }
 
+int conv_parse_algorithm(const char *s, enum conv_algo *out, char *err)
+{
+	enum conv_algo a;
+
+	for (a = CONV_ALGO_AUTO; a <= CONV_ALGO_FAST; a++)
+		if (s != NULL && strcmp(s, conv_algo_name(a)) == 0) {
+			*out = a;
+			return 0;
+		}
+	return err_set(err, -EINVAL,
+	               "algorithm must be \"auto\", \"im2col\" or \"fast\", got \"%.64s\"",
+	               s ? s : "(null)");
+}
+
+const char *conv_algo_name(enum conv_algo a)
+{
+	return a == CONV_ALGO_IM2COL ? "im2col" : a == CONV_ALGO_FAST ? "fast" : "auto";
+}
+
 static int out_size(const char *axis, int64_t in, int64_t k, int64_t rate,
                     enum conv_padding padding, int64_t *out, int64_t *pad_before, char *err)
 {

@@ -21,11 +21,15 @@
 
 enum conv_padding { CONV_SAME, CONV_VALID };
 enum conv_act { CONV_ACT_NONE, CONV_ACT_RELU };
+/* How a layer is computed: the cost model's choice, the region plan
+ * (im2col + GEMM), or minimal filtering where it applies (fast.h). */
+enum conv_algo { CONV_ALGO_AUTO, CONV_ALGO_IM2COL, CONV_ALGO_FAST };
 
 struct conv_spec {
 	int64_t rate_h, rate_w;
 	enum conv_padding padding;
 	enum conv_act act;
+	enum conv_algo algo;
 };
 
 /* Where a convolution of a given value and filters reads and writes. */
@@ -39,6 +43,10 @@ int conv_parse_padding(const char *s, enum conv_padding *out, char *err);
 
 /* Parse "none" or "relu". */
 int conv_parse_activation(const char *s, enum conv_act *out, char *err);
+
+/* Parse "auto", "im2col" or "fast"; conv_algo_name is the inverse. */
+int conv_parse_algorithm(const char *s, enum conv_algo *out, char *err);
+const char *conv_algo_name(enum conv_algo a);
 
 /* Check a layer on its own: filters rank 4 without a zero dimension, rate in
  * 1..CONV_MAX_RATE, known padding, bias of the filters' out_channels. */

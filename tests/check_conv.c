@@ -39,7 +39,8 @@ static void check_case(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 	struct tensor *x = rand_tensor(4, n, h, w, c, (uint64_t)(n * 131 + h * 17 + kh * 5 + rh));
 	struct tensor *f = rand_tensor(4, kh, kw, c, o, (uint64_t)(kw * 7 + rw * 3 + o));
 	struct tensor *b = use_bias ? rand_tensor(1, o, 0, 0, 0, 99) : NULL;
-	struct conv_spec spec = { rh, rw, pad, relu ? CONV_ACT_RELU : CONV_ACT_NONE };
+	struct conv_spec spec = { rh, rw, pad, relu ? CONV_ACT_RELU : CONV_ACT_NONE,
+		                  CONV_ALGO_IM2COL };
 	struct tensor *y = NULL;
 	double *ref = NULL, *mag = NULL;
 	int64_t od[4];
@@ -166,7 +167,7 @@ START_TEST(test_valid_edges)
 {
 	/* H == k_eff - 1: empty output; H == k_eff: one row; H < k_eff - 1: error. */
 	struct tensor *x = rand_tensor(4, 1, 8, 9, 2, 1), *f = rand_tensor(4, 3, 3, 2, 4, 2);
-	struct conv_spec s = { 4, 4, CONV_VALID, CONV_ACT_NONE };
+	struct conv_spec s = { 4, 4, CONV_VALID, CONV_ACT_NONE, CONV_ALGO_IM2COL };
 	struct tensor *y = NULL;
 	char err[ERR_LEN];
 
@@ -189,7 +190,7 @@ END_TEST
 START_TEST(test_empty_value)
 {
 	struct tensor *x = rand_tensor(4, 0, 5, 5, 3, 1), *f = rand_tensor(4, 3, 3, 3, 2, 2);
-	struct conv_spec s = { 2, 2, CONV_SAME, CONV_ACT_NONE };
+	struct conv_spec s = { 2, 2, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL };
 	struct tensor *y = NULL;
 	char err[ERR_LEN];
 
@@ -220,7 +221,7 @@ START_TEST(test_errors)
 	struct tensor *f4 = rand_tensor(4, 3, 3, 4, 2, 3), *x3 = rand_tensor(3, 5, 5, 3, 0, 4);
 	struct tensor *f3 = rand_tensor(3, 3, 3, 3, 0, 5), *b = rand_tensor(1, 3, 0, 0, 0, 6);
 	struct tensor *f0 = rand_tensor(4, 3, 0, 3, 2, 7);
-	struct conv_spec ok = { 1, 1, CONV_SAME, CONV_ACT_NONE }, s;
+	struct conv_spec ok = { 1, 1, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL }, s;
 
 	expect_error(x, f4, NULL, ok, "filters in_channels 4 != value channels 3");
 	expect_error(x3, f, NULL, ok, "value must be rank 4 (NHWC), got shape [5,5,3]");
@@ -272,7 +273,7 @@ START_TEST(test_overflow)
 {
 	/* Shape arithmetic only: conv_output_shape never touches data. */
 	struct tensor f = { 4, { (int64_t)1 << 40, 1, 3, 2 }, 1, NULL, 0 };
-	struct conv_spec s = { CONV_MAX_RATE, 1, CONV_SAME, CONV_ACT_NONE };
+	struct conv_spec s = { CONV_MAX_RATE, 1, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL };
 	int64_t vd[4] = { 1, 5, 5, 3 }, od[4];
 	char err[ERR_LEN];
 
@@ -290,12 +291,12 @@ START_TEST(test_regions_skip_padding)
 	/* Rate >= map: only the centre tap reads input, so useful FLOPs equal a
 	 * 1x1 convolution's, and the output equals it. */
 	struct tensor *x = rand_tensor(4, 1, 6, 6, 4, 1), *f = rand_tensor(4, 3, 3, 4, 3, 2);
-	struct conv_spec s = { 6, 6, CONV_SAME, CONV_ACT_NONE };
+	struct conv_spec s = { 6, 6, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL };
 	struct conv_plan *p;
 	double useful, nominal;
 	char err[ERR_LEN];
 
-	ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, NULL, err), 0);
+	ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, NULL, NULL, err), 0);
 	conv_plan_flops(p, &useful, &nominal);
 	ck_assert_double_eq(useful, 2.0 * 36 * 4 * 3);
 	ck_assert_double_eq(nominal, 2.0 * 36 * 9 * 4 * 3);
@@ -310,7 +311,7 @@ START_TEST(test_layout)
 {
 	/* Writing into a channel slice of a wider tensor leaves the rest alone. */
 	struct tensor *x = rand_tensor(4, 2, 5, 6, 3, 1), *f = rand_tensor(4, 3, 2, 3, 4, 2);
-	struct conv_spec s = { 2, 1, CONV_SAME, CONV_ACT_NONE };
+	struct conv_spec s = { 2, 1, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL };
 	struct conv_out_layout lay = { .channel_offset = 3, .pixel_stride = 10 };
 	struct tensor *y, *wide;
 	struct conv_plan *p;
@@ -322,7 +323,7 @@ START_TEST(test_layout)
 	ck_assert_int_eq(tensor_new(&wide, 4, wd, err), 0);
 	for (i = 0; i < wide->count; i++)
 		wide->data[i] = 42.0f;
-	ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, err), 0);
+	ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, NULL, err), 0);
 	ck_assert_int_eq(conv_plan_run(p, x->data, wide->data, NULL), 0);
 	conv_plan_free(p);
 	for (i = 0; i < wide->count; i++) {
@@ -334,7 +335,7 @@ START_TEST(test_layout)
 			ck_assert_float_eq(wide->data[i], 42.0f);
 	}
 	lay.channel_offset = 7;
-	ck_assert_int_lt(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, err), 0);
+	ck_assert_int_lt(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, NULL, err), 0);
 	conv_plan_free(p);
 	tensor_free(wide);
 	tensor_free(y);
@@ -356,8 +357,8 @@ START_TEST(test_skip_center_accumulate)
 			struct tensor *x = rand_tensor(4, 2, 9, 11, 3, (uint64_t)(k + r));
 			struct tensor *f = rand_tensor(4, k, k, 3, 4, (uint64_t)(k * r));
 			struct tensor *bias = rand_tensor(1, 4, 0, 0, 0, 5), *center, *y;
-			struct conv_spec s1 = { 1, 1, CONV_SAME, CONV_ACT_NONE };
-			struct conv_spec s = { r, r, CONV_SAME, CONV_ACT_RELU };
+			struct conv_spec s1 = { 1, 1, CONV_SAME, CONV_ACT_NONE, CONV_ALGO_IM2COL };
+			struct conv_spec s = { r, r, CONV_SAME, CONV_ACT_RELU, CONV_ALGO_IM2COL };
 			struct conv_out_layout lay = { .channel_offset = 2,
 				                       .pixel_stride = 7,
 				                       .accumulate = 1,
@@ -378,7 +379,8 @@ START_TEST(test_skip_center_accumulate)
 			for (px = 0; px < 2 * 9 * 11; px++)
 				for (o = 0; o < 4; o++)
 					wide->data[px * 7 + 2 + o] = y->data[px * 4 + o];
-			ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, err), 0);
+			ck_assert_int_eq(conv_plan_new(&p, x->dim, f, NULL, &s, &lay, NULL, err),
+			                 0);
 			ck_assert_int_eq(conv_plan_run(p, x->data, wide->data, NULL), 0);
 			conv_plan_free(p);
 			for (px = 0; px < 2 * 9 * 11; px++)

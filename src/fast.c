@@ -1,0 +1,950 @@
+/* SPDX-License-Identifier: MIT */
+/* fast.c - 3x3 atrous convolution by minimal filtering on the phase grids.
+ *
+ * Along one axis, output o reads input o - pad + t*rate for taps t = 0..2.
+ * With s = o - pad, the phase b = s mod rate and i = floor(s / rate), o reads
+ * the phase grid g_b[j] = x[b + j*rate] at j = i, i+1, i+2 (zero outside the
+ * grid).  Each phase's outputs are cut into tiles of one 1-D scheme; a 2-D
+ * tile is a row tile times a column tile.  A scheme reads nin grid values
+ * from off past the tile's first i and computes
+ *	y = AT [ (G w) (.) (BT x) ]
+ * with T products; in 2-D, Y = AT_r [ U (.) (BT_r X BT_c^T) ] AT_c^T where
+ * U = G_r W G_c^T.  (The matrices of F(m,3) follow from Toom-Cook at the
+ * points listed below, transposed for correlation; BT rows are scaled to
+ * integers and G carries the inverse scale.)
+ */
+#include "autoconfig.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fast.h"
+#include "par.h"
+
+#define TMAX 6 /* products of the largest scheme */
+#define MMAX 4 /* outputs of the largest scheme */
+
+/* Scratch of one task (transformed input and products of a chunk of tiles),
+ * and the chunking policy: at least FAST_MIN_SPLIT chunks per group when
+ * that leaves FAST_MIN_CHUNK tiles or more in each. */
+#define FAST_SCRATCH_BYTES ((size_t)48 << 20)
+#define FAST_MIN_SPLIT     4
+#define FAST_MIN_CHUNK     128
+/* Inline filters are transformed per request only up to this size. */
+#define FAST_INLINE_MAX_BYTES ((size_t)32 << 20)
+
+struct scheme {
+	int m, nin, off, t;
+	float bt[TMAX][TMAX]; /* t x nin */
+	double g[TMAX][3];    /* t x 3 */
+	float at[MMAX][TMAX]; /* m x t */
+};
+
+/* S1: one output whose only real input is the centre's.  S2: two outputs
+ * over a two-value grid: m1 = w1 (x0 + x1), m2 = (w2 - w1) x1,
+ * m3 = (w0 - w1) x0, y0 = m1 + m2, y1 = m1 + m3.  F2 at 0, 1, -1, inf;
+ * F3 at 0, -1, 2, 1/2, inf; F4 at 0, 1/2, -1/2, 3/2, -3/2, inf. */
+static const struct scheme schemes[FAST_NSCHEMES] = {
+	[FAST_S1] = { 1, 1, 1, 1, { { 1 } }, { { 0, 1, 0 } }, { { 1 } } },
+	[FAST_S2] = { 2,
+	              2,
+	              1,
+	              3,
+	              { { 1, 1 }, { 0, 1 }, { 1, 0 } },
+	              { { 0, 1, 0 }, { 0, -1, 1 }, { 1, -1, 0 } },
+	              { { 1, 1, 0 }, { 1, 0, 1 } } },
+	[FAST_F2] = { 2,
+	              4,
+	              0,
+	              4,
+	              { { 1, 0, -1, 0 }, { 0, 1, 1, 0 }, { 0, -1, 1, 0 }, { 0, -1, 0, 1 } },
+	              { { 1, 0, 0 }, { 0.5, 0.5, 0.5 }, { 0.5, -0.5, 0.5 }, { 0, 0, 1 } },
+	              { { 1, 1, 1, 0 }, { 0, 1, -1, 1 } } },
+	[FAST_F3] = { 3,
+	              5,
+	              0,
+	              5,
+	              { { 2, -3, -3, 2, 0 },
+	                { 0, -2, 5, -2, 0 },
+	                { 0, -1, 1, 2, 0 },
+	                { 0, 16, 8, -8, 0 },
+	                { 0, 2, -3, -3, 2 } },
+	              { { 1.0 / 2, 0, 0 },
+	                { 1.0 / 9, -1.0 / 9, 1.0 / 9 },
+	                { 1.0 / 18, 1.0 / 9, 2.0 / 9 },
+	                { 1.0 / 9, 1.0 / 18, 1.0 / 36 },
+	                { 0, 0, 1.0 / 2 } },
+	              { { 1, 1, 1, 1, 0 }, { 0, -1, 2, 0.5f, 0 }, { 0, 1, 4, 0.25f, 1 } } },
+	[FAST_F4] = { 4,
+	              6,
+	              0,
+	              6,
+	              { { 9, 0, -40, 0, 16, 0 },
+	                { 0, 9, 18, -4, -8, 0 },
+	                { 0, -9, 18, 4, -8, 0 },
+	                { 0, -3, -2, 12, 8, 0 },
+	                { 0, 3, -2, -12, 8, 0 },
+	                { 0, 9, 0, -40, 0, 16 } },
+	              { { 1.0 / 9, 0, 0 },
+	                { 1.0 / 8, 1.0 / 16, 1.0 / 32 },
+	                { 1.0 / 8, -1.0 / 16, 1.0 / 32 },
+	                { 1.0 / 72, 1.0 / 48, 1.0 / 32 },
+	                { 1.0 / 72, -1.0 / 48, 1.0 / 32 },
+	                { 0, 0, 1.0 / 16 } },
+	              { { 1, 1, 1, 1, 1, 0 },
+	                { 0, 0.5f, -0.5f, 1.5f, -1.5f, 0 },
+	                { 0, 0.25f, 0.25f, 2.25f, 2.25f, 0 },
+	                { 0, 0.125f, -0.125f, 3.375f, -3.375f, 1 } } },
+};
+
+/* ---- transformed weights ---- */
+
+struct fast_weights {
+	pthread_mutex_t lock;
+	const float *filters; /* borrowed: [3, 3, c, k] */
+	int64_t c, k;
+	float *u[FAST_NSCHEMES][FAST_NSCHEMES];
+	size_t bytes;
+	int warned;
+};
+
+static atomic_size_t total_bytes;
+static atomic_size_t budget = FAST_DEFAULT_BUDGET;
+static void (*warn_fn)(const char *msg);
+
+void fast_set_budget(size_t bytes)
+{
+	atomic_store(&budget, bytes);
+}
+
+size_t fast_total_bytes(void)
+{
+	return atomic_load(&total_bytes);
+}
+
+void fast_set_warn(void (*warn)(const char *msg))
+{
+	warn_fn = warn;
+}
+
+int fast_weights_new(struct fast_weights **out, const struct tensor *filters, char *err)
+{
+	struct fast_weights *fw;
+
+	*out = NULL;
+	if (filters->rank != 4 || filters->dim[0] != 3 || filters->dim[1] != 3)
+		return 0; /* not a 3x3 layer: no cache */
+	fw = calloc(1, sizeof(*fw));
+	if (fw == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_init(&fw->lock, NULL);
+	fw->filters = filters->data;
+	fw->c = filters->dim[2];
+	fw->k = filters->dim[3];
+	*out = fw;
+	return 0;
+}
+
+void fast_weights_free(struct fast_weights *fw)
+{
+	int i, j;
+
+	if (fw == NULL)
+		return;
+	for (i = 0; i < FAST_NSCHEMES; i++)
+		for (j = 0; j < FAST_NSCHEMES; j++)
+			free(fw->u[i][j]);
+	atomic_fetch_sub(&total_bytes, fw->bytes);
+	pthread_mutex_destroy(&fw->lock);
+	free(fw);
+}
+
+size_t fast_weights_bytes(const struct fast_weights *fw)
+{
+	return fw ? fw->bytes : 0;
+}
+
+static size_t pair_bytes(int sr, int sc, int64_t c, int64_t k)
+{
+	return (size_t)(schemes[sr].t * schemes[sc].t) * (size_t)c * (size_t)k * sizeof(float);
+}
+
+/* U[i][j] = G_r[i] W G_c[j]^T for every product (i, j), in double. */
+static void transform_weights(const float *w, int64_t c, int64_t k, int sr, int sc, float *u)
+{
+	const struct scheme *a = &schemes[sr], *b = &schemes[sc];
+	int64_t ck = c * k, e;
+	int i, j, y, x;
+
+	for (i = 0; i < a->t; i++)
+		for (j = 0; j < b->t; j++) {
+			double coef[9];
+			float *dst = u + (int64_t)(i * b->t + j) * ck;
+
+			for (y = 0; y < 3; y++)
+				for (x = 0; x < 3; x++)
+					coef[y * 3 + x] = a->g[i][y] * b->g[j][x];
+			for (e = 0; e < ck; e++) {
+				double s = 0;
+				int tap;
+
+				for (tap = 0; tap < 9; tap++)
+					if (coef[tap] != 0)
+						s += coef[tap] * (double)w[tap * ck + e];
+				dst[e] = (float)s;
+			}
+		}
+}
+
+/* The pair's weights, made on first use; NULL when the budget refuses. */
+static const float *weights_get(struct fast_weights *fw, int sr, int sc)
+{
+	size_t need = pair_bytes(sr, sc, fw->c, fw->k);
+	float *u;
+
+	pthread_mutex_lock(&fw->lock);
+	u = fw->u[sr][sc];
+	if (u != NULL)
+		goto out;
+	if (atomic_fetch_add(&total_bytes, need) + need > atomic_load(&budget)) {
+		atomic_fetch_sub(&total_bytes, need);
+		if (!fw->warned && warn_fn != NULL) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg),
+			         "fast convolution: transformed weights of a 3x3x%lldx%lld layer "
+			         "would pass the budget (%zu MiB); it runs the region plan",
+			         (long long)fw->c, (long long)fw->k, atomic_load(&budget) >> 20);
+			warn_fn(msg);
+		}
+		fw->warned = 1;
+		goto out;
+	}
+	u = malloc(need);
+	if (u == NULL) {
+		atomic_fetch_sub(&total_bytes, need);
+		goto out;
+	}
+	transform_weights(fw->filters, fw->c, fw->k, sr, sc, u);
+	fw->u[sr][sc] = u;
+	fw->bytes += need;
+out:
+	pthread_mutex_unlock(&fw->lock);
+	return u;
+}
+
+/* ---- axes ---- */
+
+/* A run of one scheme's outputs along one axis. */
+struct atile {
+	int64_t o;   /* output position of the first output */
+	int64_t j;   /* phase-grid index of the first value read */
+	int64_t b;   /* phase */
+	int64_t lb;  /* length of the phase grid */
+	int64_t len; /* outputs that exist (<= m) */
+};
+
+struct axis {
+	struct atile *t[FAST_NSCHEMES];
+	int64_t n[FAST_NSCHEMES];
+};
+
+static int64_t mod_floor(int64_t a, int64_t b)
+{
+	int64_t r = a % b;
+
+	return r < 0 ? r + b : r;
+}
+
+/* One phase of an axis: its outputs, the grid index the first one reads
+ * from, and the grid's length. */
+struct phase {
+	int64_t o0, n, i0, lb;
+};
+
+static struct phase axis_phase(int64_t in, int64_t out, int64_t rate, int64_t pad, int64_t b)
+{
+	struct phase ph;
+
+	ph.o0 = mod_floor(pad + b, rate);
+	ph.n = ph.o0 < out ? (out - ph.o0 + rate - 1) / rate : 0;
+	ph.i0 = (ph.o0 - pad - b) / rate; /* exact */
+	ph.lb = b < in ? (in - b + rate - 1) / rate : 0;
+	return ph;
+}
+
+/* A phase of one value or two that a 3-tap window reads whole (with the
+ * padding either side) gets a special scheme; else -1. */
+static int special_scheme(const struct phase *ph)
+{
+	if (ph->i0 == -1 && ph->n == 1 && ph->lb == 1)
+		return FAST_S1;
+	if (ph->i0 == -1 && ph->n == 2 && ph->lb == 2)
+		return FAST_S2;
+	return -1;
+}
+
+/* The F(m,3) of an axis: the fewest products over all its other phases
+ * (one scheme per axis keeps the groups, and the transformed weights, few). */
+static int axis_scheme(int64_t in, int64_t out, int64_t rate, int64_t pad)
+{
+	int64_t cost[FAST_NSCHEMES] = { 0 }, b;
+	int best = FAST_F4, s;
+
+	for (b = 0; b < rate; b++) {
+		struct phase ph = axis_phase(in, out, rate, pad, b);
+
+		if (ph.n == 0 || special_scheme(&ph) >= 0)
+			continue;
+		for (s = FAST_F2; s <= FAST_F4; s++)
+			cost[s] += (ph.n + schemes[s].m - 1) / schemes[s].m * schemes[s].t;
+	}
+	for (s = FAST_F4; s >= FAST_F2; s--)
+		if (cost[s] < cost[best])
+			best = s;
+	return best;
+}
+
+/* Count the tiles of each scheme along an axis (t NULL) or fill them. */
+static void axis_tiles(int64_t in, int64_t out, int64_t rate, int64_t pad, struct axis *ax)
+{
+	int f = axis_scheme(in, out, rate, pad);
+	int64_t b, k;
+
+	memset(ax->n, 0, sizeof(ax->n));
+	for (b = 0; b < rate; b++) {
+		struct phase ph = axis_phase(in, out, rate, pad, b);
+		const struct scheme *sc;
+		int s;
+
+		if (ph.n == 0)
+			continue;
+		s = special_scheme(&ph);
+		if (s < 0)
+			s = f;
+		sc = &schemes[s];
+		for (k = 0; k * sc->m < ph.n; k++) {
+			if (ax->t[s] != NULL)
+				ax->t[s][ax->n[s]] = (struct atile){
+					ph.o0 + k * sc->m * rate, ph.i0 + k * sc->m + sc->off, b,
+					ph.lb, ph.n - k * sc->m < sc->m ? ph.n - k * sc->m : sc->m
+				};
+			ax->n[s]++;
+		}
+	}
+}
+
+static int axis_new(int64_t in, int64_t out, int64_t rate, int64_t pad, struct axis *ax)
+{
+	int s;
+
+	memset(ax, 0, sizeof(*ax));
+	axis_tiles(in, out, rate, pad, ax);
+	for (s = 0; s < FAST_NSCHEMES; s++) {
+		if (ax->n[s] == 0)
+			continue;
+		ax->t[s] = calloc((size_t)ax->n[s], sizeof(struct atile));
+		if (ax->t[s] == NULL)
+			return -ENOMEM;
+	}
+	axis_tiles(in, out, rate, pad, ax);
+	return 0;
+}
+
+static void axis_free(struct axis *ax)
+{
+	int s;
+
+	for (s = 0; s < FAST_NSCHEMES; s++)
+		free(ax->t[s]);
+}
+
+/* ---- plan ---- */
+
+/* A plan runs in stages: the tiles of one or more groups whose transformed
+ * input and products fit FAST_STAGE_BYTES together.  A stage is three
+ * passes over the pool: input transforms (FAST_TILES_PER_TASK tiles a
+ * task), one GEMM per product and group (every tile of the stage at once,
+ * so OpenBLAS packs each weight matrix once a stage), output transforms. */
+#define FAST_STAGE_BYTES    ((size_t)31 << 20)
+#define FAST_TILES_PER_TASK 8
+#define VL                  8 /* channels per vector in the transforms */
+#ifndef FAST_ACC_BLOCK
+#define FAST_ACC_BLOCK 64
+#endif
+
+struct group {
+	int sr, sc;
+	int64_t nr, nc; /* row and column tiles */
+	const float *u;
+};
+
+/* A range of one group's tiles in a stage, with its place in the stage's
+ * buffer (in floats): V [products][tiles][c], then M [products][tiles][k]. */
+struct seg {
+	int g;
+	int64_t t0, t1;
+	size_t v, m;
+};
+
+struct stage {
+	size_t seg0, nseg; /* its segments */
+	size_t tile_tasks; /* FAST_TILES_PER_TASK tiles each, over its segments */
+	size_t gemm_tasks; /* one per product of each segment */
+	size_t floats;     /* buffer */
+};
+
+struct fast_plan {
+	struct fast_args a;
+	struct axis rows, cols;
+	struct group g[FAST_NSCHEMES * FAST_NSCHEMES];
+	int ng;
+	struct seg *segs;
+	size_t nsegs;
+	struct stage *stages;
+	size_t nstages, floats; /* floats: the largest stage's buffer */
+	float *own;             /* weights transformed for this plan alone */
+	double macs;
+};
+
+/* Transform work of one tile in multiply-add equivalents: each term costs
+ * a vector operation per VL channels (rounded up), about as long as 2 VL
+ * multiply-adds of a GEMM. */
+static double tile_transform_cost(int sr, int sc, int64_t c, int64_t k)
+{
+	const struct scheme *a = &schemes[sr], *b = &schemes[sc];
+	double cv = (double)((c + VL - 1) / VL * VL), kv = (double)((k + VL - 1) / VL * VL);
+
+	return 2 * ((double)(a->t * b->nin * a->nin + a->t * b->t * b->nin) * cv +
+	            (double)(a->m * b->t * a->t + a->m * b->m * b->t) * kv);
+}
+
+double fast_cost(const struct fast_args *a, int inline_weights)
+{
+	struct axis r, c;
+	double cost = 0;
+	int sr, sc;
+
+	memset(&r, 0, sizeof(r));
+	memset(&c, 0, sizeof(c));
+	axis_tiles(a->h, a->oh, a->rh, a->pt, &r);
+	axis_tiles(a->w, a->ow, a->rw, a->pl, &c);
+	for (sr = 0; sr < FAST_NSCHEMES; sr++)
+		for (sc = 0; sc < FAST_NSCHEMES; sc++) {
+			double tiles = (double)a->n * (double)r.n[sr] * (double)c.n[sc];
+			double t = schemes[sr].t * schemes[sc].t;
+
+			if (tiles == 0)
+				continue;
+			cost += tiles * (t * (double)a->c * (double)a->k +
+			                 tile_transform_cost(sr, sc, a->c, a->k));
+			if (inline_weights)
+				cost += t * 9 * 2 * (double)a->c * (double)a->k;
+		}
+	return cost;
+}
+
+static size_t tile_floats(const struct fast_plan *p, const struct group *g)
+{
+	return (size_t)(schemes[g->sr].t * schemes[g->sc].t) * (size_t)(p->a.c + p->a.k);
+}
+
+static int push_seg(struct fast_plan *p, size_t *cap, struct seg s)
+{
+	if (p->nsegs == *cap) {
+		struct seg *n;
+
+		*cap = *cap ? 2 * *cap : 8;
+		n = realloc(p->segs, *cap * sizeof(*n));
+		if (n == NULL)
+			return -ENOMEM;
+		p->segs = n;
+	}
+	p->segs[p->nsegs++] = s;
+	return 0;
+}
+
+/* Close the stage being filled (its segments are the last ones). */
+static int push_stage(struct fast_plan *p, struct stage *cur)
+{
+	struct stage *n = realloc(p->stages, (p->nstages + 1) * sizeof(*n));
+
+	if (n == NULL)
+		return -ENOMEM;
+	p->stages = n;
+	cur->seg0 = p->nsegs - cur->nseg;
+	p->stages[p->nstages++] = *cur;
+	memset(cur, 0, sizeof(*cur));
+	return 0;
+}
+
+/* Cut the groups' tiles into segments and the segments into stages. */
+static int plan_stages(struct fast_plan *p)
+{
+	size_t cap = 0, limit = FAST_STAGE_BYTES / sizeof(float), i;
+	struct stage cur = { 0 };
+	int gi;
+
+	for (gi = 0; gi < p->ng; gi++) {
+		const struct group *g = &p->g[gi];
+		int64_t tiles = p->a.n * g->nr * g->nc, t0 = 0;
+		size_t per = tile_floats(p, g);
+
+		while (t0 < tiles) {
+			int64_t room = (int64_t)((limit - cur.floats) / per), n;
+
+			if (room < 1 && cur.nseg > 0) {
+				if (push_stage(p, &cur) < 0)
+					return -ENOMEM;
+				continue;
+			}
+			n = room < 1 ? 1 : room;
+			if (n > tiles - t0)
+				n = tiles - t0;
+			if (push_seg(p, &cap, (struct seg){ gi, t0, t0 + n, 0, 0 }) < 0)
+				return -ENOMEM;
+			cur.nseg++;
+			cur.floats += (size_t)n * per;
+			t0 += n;
+		}
+	}
+	if (cur.nseg > 0 && push_stage(p, &cur) < 0)
+		return -ENOMEM;
+	for (i = 0; i < p->nstages; i++) {
+		struct stage *st = &p->stages[i];
+		size_t k, off = 0;
+
+		st->floats = 0;
+		for (k = st->seg0; k < st->seg0 + st->nseg; k++) {
+			struct seg *sg = &p->segs[k];
+			const struct group *g = &p->g[sg->g];
+			size_t cnt = (size_t)(sg->t1 - sg->t0),
+			       prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t);
+
+			sg->v = off;
+			off += prods * cnt * (size_t)p->a.c;
+			sg->m = off;
+			off += prods * cnt * (size_t)p->a.k;
+			st->tile_tasks += (cnt + FAST_TILES_PER_TASK - 1) / FAST_TILES_PER_TASK;
+			st->gemm_tasks += prods;
+		}
+		st->floats = off;
+		if (off > p->floats)
+			p->floats = off;
+	}
+	return 0;
+}
+
+static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
+{
+	const struct fast_args *a = &p->a;
+	size_t own = 0;
+	int sr, sc, i;
+
+	for (sr = 0; sr < FAST_NSCHEMES; sr++)
+		for (sc = 0; sc < FAST_NSCHEMES; sc++)
+			if (p->rows.n[sr] > 0 && p->cols.n[sc] > 0) {
+				struct group *g = &p->g[p->ng++];
+				double tiles;
+
+				g->sr = sr;
+				g->sc = sc;
+				g->nr = p->rows.n[sr];
+				g->nc = p->cols.n[sc];
+				tiles = (double)a->n * (double)g->nr * (double)g->nc;
+				p->macs += tiles * schemes[sr].t * schemes[sc].t * (double)a->c *
+				           (double)a->k;
+				own += pair_bytes(sr, sc, a->c, a->k);
+			}
+	if (fw == NULL && own > FAST_INLINE_MAX_BYTES)
+		return err_set(err, -E2BIG, "transformed filters would take %zu MiB", own >> 20);
+	if (fw == NULL) {
+		float *u;
+
+		p->own = malloc(own);
+		if (p->own == NULL)
+			return err_set(err, -ENOMEM, "out of memory");
+		u = p->own;
+		for (i = 0; i < p->ng; i++) {
+			transform_weights(a->filters, a->c, a->k, p->g[i].sr, p->g[i].sc, u);
+			p->g[i].u = u;
+			u += pair_bytes(p->g[i].sr, p->g[i].sc, a->c, a->k) / sizeof(float);
+		}
+	} else {
+		for (i = 0; i < p->ng; i++) {
+			p->g[i].u = weights_get(fw, p->g[i].sr, p->g[i].sc);
+			if (p->g[i].u == NULL)
+				return err_set(err, -E2BIG,
+				               "transformed filters would pass the budget");
+		}
+	}
+	if (plan_stages(p) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int fast_plan_new(struct fast_plan **out, const struct fast_args *a, struct fast_weights *fw,
+                  char *err)
+{
+	struct fast_plan *p;
+	int rc;
+
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	p->a = *a;
+	if (axis_new(a->h, a->oh, a->rh, a->pt, &p->rows) < 0 ||
+	    axis_new(a->w, a->ow, a->rw, a->pl, &p->cols) < 0) {
+		rc = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	rc = plan_groups(p, fw, err);
+	if (rc < 0)
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	fast_plan_free(p);
+	return rc;
+}
+
+void fast_plan_free(struct fast_plan *p)
+{
+	if (p == NULL)
+		return;
+	axis_free(&p->rows);
+	axis_free(&p->cols);
+	free(p->segs);
+	free(p->stages);
+	free(p->own);
+	free(p);
+}
+
+double fast_plan_macs(const struct fast_plan *p)
+{
+	return p->macs;
+}
+
+size_t fast_plan_bytes(const struct fast_plan *p)
+{
+	return p->floats * sizeof(float);
+}
+
+/* ---- run ---- */
+
+/* The transforms work on VL channels at a time, in registers: a tile's
+ * inputs (or products) for those channels, both 1-D transforms, one store
+ * per result.  Each scheme pair has its own copy of the code, in which the
+ * matrices are constants (zero terms vanish, loops unroll). */
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+typedef int vi __attribute__((vector_size(VL * sizeof(int))));
+
+/* The vector helpers are static and inlined: no ABI crosses them. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FAST_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FAST_CLONES
+#endif
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vf vload(const float *p, int n)
+{
+	vf v = { 0 };
+
+	memcpy(&v, p, (size_t)n * sizeof(float));
+	return v;
+}
+
+INLINE void vstore(float *p, vf v, int n)
+{
+	memcpy(p, &v, (size_t)n * sizeof(float));
+}
+
+/* y = sum_i coef[i] * x[i * stride] over nonzero coefficients. */
+INLINE vf vcomb(const float *coef, const vf *x, int n, int stride)
+{
+	vf y = { 0 };
+	int i;
+
+#pragma GCC unroll 6
+	for (i = 0; i < n; i++)
+		if (coef[i] != 0)
+			y += coef[i] * x[i * stride];
+	return y;
+}
+
+/* The tile's input rows: a pointer per grid value read, NULL outside. */
+INLINE void gather(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
+                   const struct atile *tr, const struct atile *tc, int64_t n, const float *in,
+                   const float *src[TMAX][TMAX])
+{
+	int q, s;
+
+	for (q = 0; q < sr->nin; q++) {
+		int64_t jr = tr->j + q;
+
+		for (s = 0; s < sc->nin; s++) {
+			int64_t jc = tc->j + s;
+
+			src[q][s] = jr >= 0 && jr < tr->lb && jc >= 0 && jc < tc->lb
+			                    ? in + ((n * a->h + tr->b + jr * a->rh) * a->w + tc->b +
+			                            jc * a->rw) *
+			                                      a->c
+			                    : NULL;
+		}
+	}
+}
+
+/* Input transform of one tile: V[i][j] at v + (i * T_c + j) * ld = BT_r X
+ * BT_c^T, over VL channels at a time. */
+INLINE void input_tile(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
+                       const struct atile *tr, const struct atile *tc, int64_t n, const float *in,
+                       float *v, int64_t ld)
+{
+	const float *src[TMAX][TMAX];
+	vf x[TMAX][TMAX], t[TMAX][TMAX];
+	int64_t c0;
+	int q, s, i, j;
+
+	gather(a, sr, sc, tr, tc, n, in, src);
+	for (c0 = 0; c0 < a->c; c0 += VL) {
+		int nv = a->c - c0 < VL ? (int)(a->c - c0) : VL;
+
+#pragma GCC unroll 6
+		for (q = 0; q < sr->nin; q++)
+#pragma GCC unroll 6
+			for (s = 0; s < sc->nin; s++)
+				x[q][s] = src[q][s] == NULL ? (vf){ 0 }
+				          : nv == VL        ? vload(src[q][s] + c0, VL)
+				                            : vload(src[q][s] + c0, nv);
+#pragma GCC unroll 6
+		for (i = 0; i < sr->t; i++)
+#pragma GCC unroll 6
+			for (s = 0; s < sc->nin; s++)
+				t[i][s] = vcomb(sr->bt[i], &x[0][s], sr->nin, TMAX);
+#pragma GCC unroll 6
+		for (i = 0; i < sr->t; i++)
+#pragma GCC unroll 6
+			for (j = 0; j < sc->t; j++) {
+				vf r = vcomb(sc->bt[j], t[i], sc->nin, 1);
+
+				if (nv == VL)
+					vstore(v + (i * sc->t + j) * ld + c0, r, VL);
+				else
+					vstore(v + (i * sc->t + j) * ld + c0, r, nv);
+			}
+	}
+}
+
+/* Output transform of one tile: Y = AT_r M AT_c^T, bias and activation
+ * (ReLU keeps NaN), stored at the tile's outputs that exist. */
+INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
+                        const struct atile *tr, const struct atile *tc, int64_t n, const float *m,
+                        int64_t ld, float *out)
+{
+	const vf zero = { 0 };
+	vf x[TMAX][TMAX], t[TMAX];
+	int64_t k0;
+	int u, v, i, j;
+
+	for (k0 = 0; k0 < a->k; k0 += VL) {
+		int nv = a->k - k0 < VL ? (int)(a->k - k0) : VL;
+		vf b = a->bias == NULL ? zero : vload(a->bias + k0, nv);
+
+#pragma GCC unroll 6
+		for (i = 0; i < sr->t; i++)
+#pragma GCC unroll 6
+			for (j = 0; j < sc->t; j++)
+				x[i][j] = nv == VL ? vload(m + (i * sc->t + j) * ld + k0, VL)
+				                   : vload(m + (i * sc->t + j) * ld + k0, nv);
+		for (u = 0; u < tr->len; u++) {
+#pragma GCC unroll 6
+			for (j = 0; j < sc->t; j++)
+				t[j] = vcomb(sr->at[u], &x[0][j], sr->t, TMAX);
+			for (v = 0; v < tc->len; v++) {
+				float *dst = out +
+				             ((n * a->oh + tr->o + u * a->rh) * a->ow + tc->o +
+				              v * a->rw) *
+				                     a->out_stride +
+				             a->out_off + k0;
+				vf y = vcomb(sc->at[v], t, sc->t, 1) + b;
+
+				if (a->act == CONV_ACT_RELU)
+					y = (vf)((vi)y & ~(vi)(y < zero));
+				if (nv == VL)
+					vstore(dst, y, VL);
+				else
+					vstore(dst, y, nv);
+			}
+		}
+	}
+}
+
+/* A range of tiles of one group through one transform. */
+struct tile_range {
+	const struct fast_plan *p;
+	const struct seg *sg;
+	int64_t t0, t1;
+	const float *in;
+	float *buf, *out;
+};
+
+#define TILE_LOOP(body)                                                                            \
+	do {                                                                                       \
+		const struct group *g_ = &r->p->g[r->sg->g];                                       \
+		int64_t t_, cnt_ = r->sg->t1 - r->sg->t0;                                          \
+		for (t_ = r->t0; t_ < r->t1; t_++) {                                               \
+			int64_t n_ = t_ / (g_->nr * g_->nc), ir_ = t_ / g_->nc % g_->nr,           \
+			        ic_ = t_ % g_->nc, i_ = t_ - r->sg->t0;                            \
+			const struct atile *tr_ = &r->p->rows.t[g_->sr][ir_],                      \
+			                   *tc_ = &r->p->cols.t[g_->sc][ic_];                      \
+			body;                                                                      \
+		}                                                                                  \
+		(void)cnt_;                                                                        \
+	} while (0)
+
+#define PAIR_FN(A, B)                                                                              \
+	FAST_CLONES static void in_##A##_##B(const struct tile_range *r)                           \
+	{                                                                                          \
+		const struct fast_args *a = &r->p->a;                                              \
+		TILE_LOOP(input_tile(a, &schemes[FAST_##A], &schemes[FAST_##B], tr_, tc_, n_,      \
+		                     r->in, r->buf + r->sg->v + i_ * a->c, cnt_ * a->c));          \
+	}                                                                                          \
+	FAST_CLONES static void out_##A##_##B(const struct tile_range *r)                          \
+	{                                                                                          \
+		const struct fast_args *a = &r->p->a;                                              \
+		TILE_LOOP(output_tile(a, &schemes[FAST_##A], &schemes[FAST_##B], tr_, tc_, n_,     \
+		                      r->buf + r->sg->m + i_ * a->k, cnt_ * a->k, r->out));        \
+	}
+
+#define ROW_FNS(A) PAIR_FN(A, S1) PAIR_FN(A, S2) PAIR_FN(A, F2) PAIR_FN(A, F3) PAIR_FN(A, F4)
+ROW_FNS(S1)
+ROW_FNS(S2)
+ROW_FNS(F2)
+ROW_FNS(F3)
+ROW_FNS(F4)
+
+typedef void (*tile_fn)(const struct tile_range *r);
+#define ROW_ENTRY(A, pre)                                                                          \
+	{                                                                                          \
+		pre##A##_S1, pre##A##_S2, pre##A##_F2, pre##A##_F3, pre##A##_F4                    \
+	}
+static const tile_fn in_fns[FAST_NSCHEMES][FAST_NSCHEMES] = {
+	ROW_ENTRY(S1, in_), ROW_ENTRY(S2, in_), ROW_ENTRY(F2, in_), ROW_ENTRY(F3, in_),
+	ROW_ENTRY(F4, in_)
+};
+static const tile_fn out_fns[FAST_NSCHEMES][FAST_NSCHEMES] = {
+	ROW_ENTRY(S1, out_), ROW_ENTRY(S2, out_), ROW_ENTRY(F2, out_), ROW_ENTRY(F3, out_),
+	ROW_ENTRY(F4, out_)
+};
+
+struct stage_run {
+	const struct fast_plan *p;
+	const struct stage *st;
+	const float *in;
+	float *buf, *out;
+	int output; /* the tile pass is the output transform */
+};
+
+/* Tile task i of a stage: FAST_TILES_PER_TASK tiles of one segment. */
+static void tile_task(void *arg, size_t i, void *scratch)
+{
+	const struct stage_run *sr = arg;
+	size_t k;
+
+	(void)scratch;
+	for (k = sr->st->seg0; k < sr->st->seg0 + sr->st->nseg; k++) {
+		const struct seg *sg = &sr->p->segs[k];
+		size_t n =
+		        (size_t)(sg->t1 - sg->t0 + FAST_TILES_PER_TASK - 1) / FAST_TILES_PER_TASK;
+
+		if (i < n) {
+			const struct group *g = &sr->p->g[sg->g];
+			struct tile_range r = {
+				sr->p,  sg,     sg->t0 + (int64_t)i * FAST_TILES_PER_TASK,
+				0,      sr->in, sr->buf,
+				sr->out
+			};
+
+			r.t1 = r.t0 + FAST_TILES_PER_TASK < sg->t1 ? r.t0 + FAST_TILES_PER_TASK
+			                                           : sg->t1;
+			(sr->output ? out_fns : in_fns)[g->sr][g->sc](&r);
+			return;
+		}
+		i -= n;
+	}
+}
+
+/* GEMM task i of a stage: one product of one segment, every tile. */
+static void gemm_task(void *arg, size_t i, void *scratch)
+{
+	const struct stage_run *sr = arg;
+	const struct fast_args *a = &sr->p->a;
+	size_t k;
+
+	(void)scratch;
+	for (k = sr->st->seg0; k < sr->st->seg0 + sr->st->nseg; k++) {
+		const struct seg *sg = &sr->p->segs[k];
+		const struct group *g = &sr->p->g[sg->g];
+		size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t);
+		int64_t cnt = sg->t1 - sg->t0;
+
+		if (i < prods) {
+			const float *v = sr->buf + sg->v + (int64_t)i * cnt * a->c,
+			            *u = g->u + (int64_t)i * a->c * a->k;
+			float *m = sr->buf + sg->m + (int64_t)i * cnt * a->k;
+			int64_t c0;
+
+			/* In blocks of channels, each summed apart and added to
+			 * the product so far: float accumulation errs by about
+			 * sqrt(block) instead of sqrt(C), which the output
+			 * transform then amplifies. */
+			for (c0 = 0; c0 < a->c; c0 += FAST_ACC_BLOCK) {
+				int64_t nc =
+				        a->c - c0 < FAST_ACC_BLOCK ? a->c - c0 : FAST_ACC_BLOCK;
+
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cnt,
+				            (int)a->k, (int)nc, 1.0f, v + c0, (int)a->c,
+				            u + c0 * a->k, (int)a->k, c0 == 0 ? 0.0f : 1.0f, m,
+				            (int)a->k);
+			}
+			return;
+		}
+		i -= prods;
+	}
+}
+
+int fast_plan_run(const struct fast_plan *p, const float *in, float *out,
+                  const struct par_runner *runner)
+{
+	struct stage_run sr = { p, NULL, in, NULL, out, 0 };
+	size_t i;
+	int rc = 0;
+
+	sr.buf = malloc(p->floats ? p->floats * sizeof(float) : 1);
+	if (sr.buf == NULL)
+		return -ENOMEM;
+	for (i = 0; i < p->nstages && rc == 0; i++) {
+		sr.st = &p->stages[i];
+		sr.output = 0;
+		rc = par_run(runner, sr.st->tile_tasks, 64, tile_task, &sr);
+		if (rc == 0)
+			rc = par_run(runner, sr.st->gemm_tasks, 64, gemm_task, &sr);
+		sr.output = 1;
+		if (rc == 0)
+			rc = par_run(runner, sr.st->tile_tasks, 64, tile_task, &sr);
+	}
+	free(sr.buf);
+	return rc;
+}
