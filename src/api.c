@@ -146,6 +146,22 @@ static void put_stages(struct buf *b, const struct stages *s, double flops)
 	buf_dec(b, (uint64_t)flops, 0);
 }
 
+/* The algorithm of each layer (graph_stats' text): a JSON array of its
+ * ','-separated items, or one string (KServe parameters hold scalars). */
+static void put_algorithms(struct buf *b, const struct graph_stats *st, int array)
+{
+	const char *p = st->algorithms;
+
+	buf_puts(b, array ? ",\"algorithms\":[\"" : ",\"algorithms\":\"");
+	for (; *p != '\0'; p++) {
+		if (*p == ',' && array)
+			buf_puts(b, "\",\"");
+		else
+			buf_add(b, p, 1); /* [a-z0-9+,.] only */
+	}
+	buf_puts(b, array ? "\"]" : "\"");
+}
+
 /* A computation succeeded: its Server-Timing header and its metrics. */
 static void record_stages(struct api *a, struct reply *r, const struct stages *s, const char *model,
                           double flops)
@@ -196,6 +212,7 @@ static void native(struct api *a, enum endpoint ep, const char *body, size_t len
 	milli = (unsigned long long)(st.useful_flops * 1000.0 / (double)ns);
 	buf_puts(&b, ",\"timing\":{");
 	put_stages(&b, &sg, st.useful_flops);
+	put_algorithms(&b, &st, 1);
 	buf_puts(&b, ",\"gflops\":");
 	buf_dec(&b, milli, 3);
 	buf_puts(&b, "}}\n");
@@ -265,6 +282,7 @@ static void infer(struct api *a, const struct api_request *rq, struct reply *r)
 	sg.encoded = api_now_ns();
 	buf_puts(&params, "{");
 	put_stages(&params, &sg, st.useful_flops);
+	put_algorithms(&params, &st, 0);
 	buf_add(&params, "}", 2); /* with its NUL: a C string */
 	kserve_encode(&b, &json_len, m, &req, out, buf_ok(&params) == 0 ? params.data : "{}",
 	              &data);
@@ -388,6 +406,43 @@ struct stats_ctx {
 	int n;
 };
 
+/* Each model's transformed-weights bytes for /metrics (names copied: a
+ * reload may free a model before the page is written). */
+struct fast_list {
+	struct metrics_model_bytes *v;
+	char (*names)[MODEL_NAME_MAX + 1];
+	size_t n, cap;
+};
+
+static void fast_one(void *arg, struct model *m)
+{
+	struct fast_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct metrics_model_bytes *v = realloc(l->v, cap * sizeof(*v));
+		char(*names)[MODEL_NAME_MAX + 1];
+
+		if (v == NULL)
+			return;
+		l->v = v;
+		names = realloc(l->names, cap * sizeof(*names));
+		if (names == NULL)
+			return;
+		l->names = names;
+		l->cap = cap;
+	}
+	snprintf(l->names[l->n], sizeof(l->names[l->n]), "%s", model_name(m));
+	l->v[l->n].bytes = graph_fast_bytes(model_graph(m));
+	l->n++;
+}
+
+static void fast_list_free(struct fast_list *l)
+{
+	free(l->v);
+	free(l->names);
+}
+
 static void stat_one(void *arg, struct model *m)
 {
 	struct stats_ctx *c = arg;
@@ -426,9 +481,17 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 		struct metrics_gauges g = { .queue_depth = pc.queued,
 			                    .workers = a->pool ? pool_workers(a->pool) : 0,
 			                    .workers_busy = pc.running,
-			                    .models_loaded = models_count(a->models) };
+			                    .models_loaded = models_count(a->models),
+			                    .fast_budget = (size_t)a->cfg->fast_weights_budget };
+		struct fast_list fl = { 0 };
 
+		models_foreach(a->models, fast_one, &fl);
+		for (size_t i = 0; i < fl.n; i++)
+			fl.v[i].model = fl.names[i];
+		g.fast = fl.v;
+		g.nfast = fl.n;
 		metrics_render(a->metrics, &b, &g);
+		fast_list_free(&fl);
 		reply_buf(r, 200, &b);
 		r->content_type = METRICS_CONTENT_TYPE;
 		return;

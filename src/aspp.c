@@ -12,6 +12,29 @@
 #include "aspp.h"
 #include "error.h"
 
+/* The projection's rows past image pooling's channels, for the fold. */
+static int prepare_fold(struct aspp *a, char *err)
+{
+	const struct tensor *pf;
+	int64_t op, dim[4];
+	int rc;
+
+	if (a->pool == NULL || a->proj == NULL || a->proj_rest != NULL)
+		return 0;
+	pf = a->proj->filters;
+	op = a->pool->filters->dim[3];
+	if (pf->dim[2] <= op)
+		return 0; /* a mismatch that aspp_output_shape reports */
+	dim[0] = dim[1] = 1;
+	dim[2] = pf->dim[2] - op;
+	dim[3] = pf->dim[3];
+	rc = tensor_new_uninit(&a->proj_rest, 4, dim, err);
+	if (rc == 0)
+		memcpy(a->proj_rest->data, pf->data + op * pf->dim[3],
+		       a->proj_rest->count * sizeof(float));
+	return rc;
+}
+
 int aspp_prepare(struct aspp *a, char *err)
 {
 	int64_t c = a->branches[0].filters->dim[2], nf = 0, off = 0, ch, o;
@@ -19,6 +42,9 @@ int aspp_prepare(struct aspp *a, char *err)
 	size_t b;
 	int rc;
 
+	rc = prepare_fold(a, err);
+	if (rc < 0)
+		return rc;
 	for (b = 0; b < a->nbranches; b++) {
 		const struct tensor *f = a->branches[b].filters;
 
@@ -133,8 +159,11 @@ static int run_sub(const struct conv_layer *c, const struct tensor *in,
 	return rc;
 }
 
+/* Image pooling: spatial mean and the 1x1 layer into *pooled [N,1,1,Op];
+ * broadcast into channels [0, Op) of concat unless concat is NULL. */
 static int image_pooling(const struct conv_layer *pl, const struct tensor *in,
-                         struct tensor *concat, struct graph_stats *st, char *err)
+                         struct tensor *concat, struct tensor **pooled_out, struct graph_stats *st,
+                         char *err)
 {
 	int64_t n = in->dim[0], hw = in->dim[1] * in->dim[2], c = in->dim[3];
 	int64_t pd[4] = { n, 1, 1, c }, b, px, k;
@@ -167,11 +196,65 @@ static int image_pooling(const struct conv_layer *pl, const struct tensor *in,
 	tensor_free(pooled);
 	if (rc < 0)
 		return rc;
-	for (b = 0; b < n; b++)
+	for (b = 0; b < n && concat != NULL; b++)
 		for (px = 0; px < hw; px++)
 			memcpy(concat->data + (b * hw + px) * concat->dim[3],
 			       y->data + b * y->dim[3], (size_t)y->dim[3] * sizeof(float));
-	tensor_free(y);
+	*pooled_out = y;
+	return 0;
+}
+
+/* The projection with the image-pooling branch folded in: that branch is
+ * constant over H x W, so its share of the projection is a bias of each
+ * image, sum_c pooled[c] * W[c][k] (in double), and the projection's GEMM
+ * runs over the other channels only (the same sums, fewer of them). */
+static int project_folded(const struct aspp *a, const struct tensor *concat,
+                          const struct tensor *pooled, const struct par_runner *runner,
+                          struct tensor **out, struct graph_stats *st, char *err)
+{
+	const struct tensor *pf = a->proj->filters;
+	int64_t n = concat->dim[0], hw = concat->dim[1] * concat->dim[2], cc = concat->dim[3];
+	int64_t op = pooled->dim[3], k = pf->dim[3], b, c, j;
+	int64_t vd[4] = { 1, concat->dim[1], concat->dim[2], cc };
+	int64_t od[4] = { n, concat->dim[1], concat->dim[2], k }, bd[1] = { k };
+	struct tensor *bias = NULL, *y = NULL;
+	struct conv_plan *p = NULL;
+	double *acc = NULL, u, nom;
+	int rc;
+
+	rc = tensor_new_uninit(&bias, 1, bd, err);
+	if (rc == 0)
+		rc = tensor_new_uninit(&y, 4, od, err);
+	if (rc == 0 && (acc = malloc((size_t)k * sizeof(double))) == NULL)
+		rc = err_set(err, -ENOMEM, "out of memory");
+	for (b = 0; b < n && rc == 0; b++) {
+		for (j = 0; j < k; j++)
+			acc[j] = a->proj->bias ? a->proj->bias->data[j] : 0.0;
+		for (c = 0; c < op; c++)
+			for (j = 0; j < k; j++)
+				acc[j] += (double)pooled->data[b * op + c] *
+				          (double)pf->data[c * k + j];
+		for (j = 0; j < k; j++)
+			bias->data[j] = (float)acc[j];
+		rc = conv_plan_new(&p, vd, a->proj_rest, bias, &a->proj->spec, NULL, NULL, err);
+		if (rc < 0)
+			break;
+		conv_plan_flops(p, &u, &nom);
+		st->useful_flops += u + 2.0 * (double)(op * k);
+		st->nominal_flops += nom + 2.0 * (double)(hw * op * k);
+		rc = conv_plan_run(p, concat->data + b * hw * cc, y->data + b * hw * k,
+		                   nom < CONV_PARALLEL_MIN_FLOPS ? NULL : runner);
+		if (rc < 0)
+			err_set(err, rc, rc == -ECANCELED ? "cancelled" : "out of memory");
+		conv_plan_free(p);
+	}
+	free(acc);
+	tensor_free(bias);
+	if (rc < 0) {
+		tensor_free(y);
+		return rc;
+	}
+	*out = y;
 	return 0;
 }
 
@@ -361,7 +444,7 @@ static void note_branches(const struct branch_exec *x, const struct aspp *a, str
 
 		if (!(x->use_fusion && f->dim[0] == 1 && f->dim[1] == 1))
 			name = conv_plan_algorithm(x->m.plans[k++]);
-		graph_stats_note(st, b == 0 ? ',' : '+', name);
+		conv_note_algorithm(st, b == 0 ? ',' : '+', name);
 	}
 }
 
@@ -390,15 +473,20 @@ static int run_branches(const struct branch_exec *x, const struct par_runner *ru
 int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_runner *runner,
              struct tensor **out, struct graph_stats *st, char *err)
 {
-	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2], aspp_concat_channels(a) };
+	/* With a projection, image pooling folds into its bias: the
+	 * concatenation holds the branches alone. */
+	int fold = a->proj_rest != NULL;
+	int64_t op = a->pool ? a->pool->filters->dim[3] : 0;
+	int64_t cd[4] = { in->dim[0], in->dim[1], in->dim[2],
+		          aspp_concat_channels(a) - (fold ? op : 0) };
 	struct branch_exec x = { 0 };
-	struct tensor *concat = NULL;
-	int64_t off = a->pool ? a->pool->filters->dim[3] : 0;
+	struct tensor *concat = NULL, *pooled = NULL;
+	int64_t off = fold ? 0 : op;
 	int rc;
 
 	rc = tensor_new_uninit(&concat, 4, cd, err);
 	if (rc == 0 && a->pool != NULL)
-		rc = image_pooling(a->pool, in, concat, st, err);
+		rc = image_pooling(a->pool, in, fold ? NULL : concat, &pooled, st, err);
 	if (rc == 0)
 		rc = plan_branches(a, in, concat, off, &x, err);
 	if (rc < 0)
@@ -411,7 +499,11 @@ int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_run
 		err_set(err, rc, rc == -ECANCELED ? "cancelled" : "out of memory");
 		goto done;
 	}
-	if (a->proj != NULL) {
+	if (fold && pooled != NULL) {
+		rc = project_folded(a, concat, pooled, runner, out, st, err);
+		if (rc < 0)
+			err_prefix(err, "projection");
+	} else if (a->proj != NULL) {
 		rc = run_sub(a->proj, concat, runner, out, st, err);
 		if (rc < 0)
 			err_prefix(err, "projection");
@@ -421,6 +513,7 @@ int aspp_run(const struct aspp *a, const struct tensor *in, const struct par_run
 	}
 done:
 	branch_exec_clear(&x);
+	tensor_free(pooled);
 	tensor_free(concat);
 	return rc;
 }
@@ -437,5 +530,6 @@ void aspp_clear(struct aspp *a)
 	free(a->pool);
 	free(a->proj);
 	tensor_free(a->center);
+	tensor_free(a->proj_rest);
 	memset(a, 0, sizeof(*a));
 }

@@ -4,7 +4,9 @@
  * The output channels are image pooling's (if present) then each branch's in
  * order; image pooling is the spatial mean, a 1x1 convolution (+bias,
  * activation) and a broadcast; an optional 1x1 projection follows the
- * concatenation.  Branches use SAME padding and write their channel slice of
+ * concatenation.  With a projection, the broadcast is never made: image
+ * pooling's share of the projection is the same for every pixel, so it is
+ * added as a bias of each image.  Branches use SAME padding and write their channel slice of
  * the concatenation directly.  When the input is at least ASPP_FUSION_RATIO
  * times wider than the widest branch and every kernel is odd, the branches'
  * centre taps run as one GEMM straight from the input (N = sum of the branch
@@ -28,10 +30,13 @@ struct aspp {
 	size_t nbranches;
 	struct conv_layer *pool, *proj; /* optional (NULL) */
 	struct tensor *center;          /* packed centre taps [C, sum O], or NULL */
+	struct tensor *proj_rest;       /* projection rows after pooling's, or NULL */
 };
 
-/* Pack the centre taps for fusion once the branches are set (no-op when a
- * kernel is even or the branches disagree on input channels). */
+/* Once the layer is set: the projection's rows past image pooling's
+ * channels (image pooling then folds into a per-image bias of the
+ * projection), and the packed centre taps for fusion (none when a kernel
+ * is even or the branches disagree on input channels). */
 int aspp_prepare(struct aspp *a, char *err);
 
 /* Channels of the concatenation. */

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "cpus.h"
 #include "error.h"
+#include "fast.h"
 #include "h2.h"
 #include "http.h"
 #include "log.h"
@@ -177,6 +178,12 @@ static void daemon_stop(struct daemon *d)
 }
 
 /* Metrics, models, pool, api, then the models loaded. */
+/* fast.c's word when the transformed-weights budget refuses a layer. */
+static void fast_warning(const char *msg)
+{
+	log_warn("%s", msg);
+}
+
 static int start_core(struct daemon *d, const struct config *cfg, char *err)
 {
 	size_t loaded, failed;
@@ -188,6 +195,8 @@ static int start_core(struct daemon *d, const struct config *cfg, char *err)
 	if (cfg->threads == 0)
 		log_info("workers: %d (%s)", threads, cpus.why);
 
+	fast_set_budget((size_t)cfg->fast_weights_budget);
+	fast_set_warn(fast_warning);
 	if (metrics_new(&d->metrics) < 0)
 		return err_set(err, -ENOMEM, "out of memory");
 	rc = models_new(&d->models, cfg->models_dir, (int64_t)cfg->max_elements, err);

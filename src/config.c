@@ -95,6 +95,11 @@ static const struct option_def options[] = {
 	  "keep computing for clients that half-closed (FIN); false abandons their work as soon "
 	  "as they close",
 	  "A reset connection is abandoned either way." },
+	{ "fast_weights_budget", "fast-weights-budget", OPT_SIZE, OFF(fast_weights_budget), "1G",
+	  "SIZE",
+	  "memory for the transformed weights of minimal filtering, all models together (0: "
+	  "none; every layer then runs im2col)",
+	  "A layer whose weights would pass it runs im2col, with a warning in the log." },
 	{ "drain_timeout", "drain-timeout", OPT_UINT, OFF(drain_timeout), "25", "SEC",
 	  "on SIGTERM, wait this long for requests in flight, then abandon the rest", NULL },
 	{ "retry_after", "retry-after", OPT_UINT, OFF(retry_after), "1", "SEC",

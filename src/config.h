@@ -43,6 +43,7 @@ struct config {
 	unsigned connection_timeout;
 	unsigned request_timeout; /* ms, 0: none */
 	int ignore_client_abort;
+	uint64_t fast_weights_budget; /* bytes */
 	unsigned drain_timeout;
 	unsigned retry_after;
 };

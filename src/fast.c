@@ -175,41 +175,67 @@ static size_t pair_bytes(int sr, int sc, int64_t c, int64_t k)
 	return (size_t)(schemes[sr].t * schemes[sc].t) * (size_t)c * (size_t)k * sizeof(float);
 }
 
-/* U[i][j] = G_r[i] W G_c[j]^T for every product (i, j), in double. */
-static void transform_weights(const float *w, int64_t c, int64_t k, int sr, int sc, float *u)
+/* Elements of the weights transformed at a time: the row transform's
+ * results stay in cache, and the cancellation flag is looked at between. */
+#define FAST_WEIGHT_CHUNK 2048
+
+/* U[i][j] = G_r[i] W G_c[j]^T for every product (i, j), in double, rows
+ * then columns, a chunk of W's [c][k] elements at a time; -ECANCELED when the
+ * request is cancelled meanwhile (u is then incomplete). */
+static int transform_weights(const float *w, int64_t c, int64_t k, int sr, int sc, float *u)
 {
 	const struct scheme *a = &schemes[sr], *b = &schemes[sc];
-	int64_t ck = c * k, e;
-	int i, j, y, x;
+	int64_t ck = c * k, e0, e, n;
+	double(*h)[3][FAST_WEIGHT_CHUNK] = malloc(TMAX * sizeof(*h));
+	int i, j, x, y;
 
-	for (i = 0; i < a->t; i++)
-		for (j = 0; j < b->t; j++) {
-			double coef[9];
-			float *dst = u + (int64_t)(i * b->t + j) * ck;
-
-			for (y = 0; y < 3; y++)
-				for (x = 0; x < 3; x++)
-					coef[y * 3 + x] = a->g[i][y] * b->g[j][x];
-			for (e = 0; e < ck; e++) {
-				double s = 0;
-				int tap;
-
-				for (tap = 0; tap < 9; tap++)
-					if (coef[tap] != 0)
-						s += coef[tap] * (double)w[tap * ck + e];
-				dst[e] = (float)s;
-			}
+	if (h == NULL)
+		return -ENOMEM;
+	for (e0 = 0; e0 < ck; e0 += FAST_WEIGHT_CHUNK) {
+		if (par_cancelled()) {
+			free(h);
+			return -ECANCELED;
 		}
+		n = ck - e0 < FAST_WEIGHT_CHUNK ? ck - e0 : FAST_WEIGHT_CHUNK;
+		/* h[i][x] = sum_y G_r[i][y] W[y][x] */
+		for (i = 0; i < a->t; i++)
+			for (x = 0; x < 3; x++) {
+				for (e = 0; e < n; e++)
+					h[i][x][e] = 0;
+				for (y = 0; y < 3; y++) {
+					double g = a->g[i][y];
+					const float *src = w + (y * 3 + x) * ck + e0;
+
+					if (g != 0)
+						for (e = 0; e < n; e++)
+							h[i][x][e] += g * (double)src[e];
+				}
+			}
+		/* U[i][j] = sum_x h[i][x] G_c[j][x] */
+		for (i = 0; i < a->t; i++)
+			for (j = 0; j < b->t; j++) {
+				float *dst = u + (int64_t)(i * b->t + j) * ck + e0;
+				double g0 = b->g[j][0], g1 = b->g[j][1], g2 = b->g[j][2];
+
+				for (e = 0; e < n; e++)
+					dst[e] = (float)(g0 * h[i][0][e] + g1 * h[i][1][e] +
+					                 g2 * h[i][2][e]);
+			}
+	}
+	free(h);
+	return 0;
 }
 
-/* The pair's weights, made on first use; NULL when the budget refuses. */
-static const float *weights_get(struct fast_weights *fw, int sr, int sc)
+/* The pair's weights, made on first use; NULL when the budget refuses
+ * (*rc -E2BIG) or the request is cancelled meanwhile (*rc -ECANCELED). */
+static const float *weights_get(struct fast_weights *fw, int sr, int sc, int *rc)
 {
 	size_t need = pair_bytes(sr, sc, fw->c, fw->k);
 	float *u;
 
 	pthread_mutex_lock(&fw->lock);
 	u = fw->u[sr][sc];
+	*rc = -E2BIG;
 	if (u != NULL)
 		goto out;
 	if (atomic_fetch_add(&total_bytes, need) + need > atomic_load(&budget)) {
@@ -231,7 +257,13 @@ static const float *weights_get(struct fast_weights *fw, int sr, int sc)
 		atomic_fetch_sub(&total_bytes, need);
 		goto out;
 	}
-	transform_weights(fw->filters, fw->c, fw->k, sr, sc, u);
+	*rc = transform_weights(fw->filters, fw->c, fw->k, sr, sc, u);
+	if (*rc < 0) {
+		free(u);
+		u = NULL;
+		atomic_fetch_sub(&total_bytes, need);
+		goto out;
+	}
 	fw->u[sr][sc] = u;
 	fw->bytes += need;
 out:
@@ -572,16 +604,27 @@ static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 			return err_set(err, -ENOMEM, "out of memory");
 		u = p->own;
 		for (i = 0; i < p->ng; i++) {
-			transform_weights(a->filters, a->c, a->k, p->g[i].sr, p->g[i].sc, u);
+			int rc = transform_weights(a->filters, a->c, a->k, p->g[i].sr, p->g[i].sc,
+			                           u);
+
+			if (rc < 0)
+				return err_set(err, rc,
+				               rc == -ECANCELED ? "cancelled" : "out of memory");
 			p->g[i].u = u;
 			u += pair_bytes(p->g[i].sr, p->g[i].sc, a->c, a->k) / sizeof(float);
 		}
 	} else {
 		for (i = 0; i < p->ng; i++) {
-			p->g[i].u = weights_get(fw, p->g[i].sr, p->g[i].sc);
+			int rc;
+
+			p->g[i].u = weights_get(fw, p->g[i].sr, p->g[i].sc, &rc);
 			if (p->g[i].u == NULL)
-				return err_set(err, -E2BIG,
-				               "transformed filters would pass the budget");
+				return err_set(
+				        err, rc,
+				        rc == -ECANCELED ? "cancelled"
+				        : rc == -ENOMEM
+				                ? "out of memory"
+				                : "transformed filters would pass the budget");
 		}
 	}
 	if (plan_stages(p) < 0)

@@ -37,7 +37,7 @@ static int plan_and_run(const struct tensor *in, const struct tensor *filters,
 			        rc == -ECANCELED ? "cancelled" : "failed: out of memory");
 	}
 	if (rc == 0 && st != NULL)
-		graph_stats_note(st, ',', conv_plan_algorithm(p));
+		conv_note_algorithm(st, ',', conv_plan_algorithm(p));
 	conv_plan_free(p);
 	if (rc < 0) {
 		tensor_free(y);
@@ -51,7 +51,7 @@ static int plan_and_run(const struct tensor *in, const struct tensor *filters,
 	return 0;
 }
 
-void graph_stats_note(struct graph_stats *st, char sep, const char *name)
+void conv_note_algorithm(struct graph_stats *st, char sep, const char *name)
 {
 	size_t len = strlen(st->algorithms), need = strlen(name) + (len > 0);
 

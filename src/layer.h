@@ -34,7 +34,7 @@ struct graph_stats {
 
 /* Append an algorithm name to stats, after sep when the text is not empty
  * (a full text ends in "..." instead). */
-void graph_stats_note(struct graph_stats *st, char sep, const char *name);
+void conv_note_algorithm(struct graph_stats *st, char sep, const char *name);
 
 /* Give a stored layer its cache of transformed weights (3x3 filters only;
  * others need none).  Layers without one transform per request. */

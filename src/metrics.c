@@ -426,6 +426,21 @@ static void render_stages(struct metrics *mt, struct buf *b)
 	}
 }
 
+/* Transformed weights per model, and the budget they share. */
+static void render_fast(struct buf *b, const struct metrics_gauges *g)
+{
+	size_t i;
+
+	header(b, "atrousd_model_fast_weights_bytes", "gauge",
+	       "Transformed weights of minimal filtering a stored model holds.");
+	for (i = 0; i < g->nfast; i++)
+		buf_printf(b, "atrousd_model_fast_weights_bytes{model=\"%s\"} %zu\n",
+		           g->fast[i].model, g->fast[i].bytes);
+	scalar(b, "atrousd_fast_weights_budget_bytes", "gauge",
+	       "Budget of transformed weights, all models together (fast_weights_budget).",
+	       (unsigned long long)g->fast_budget);
+}
+
 void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g)
 {
 	long long inflight = __atomic_load_n(&mt->inflight, __ATOMIC_RELAXED);
@@ -458,5 +473,6 @@ void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gaug
 	           load(&mt->reloads_ok));
 	buf_printf(b, "atrousd_model_reloads_total{result=\"failure\"} %llu\n",
 	           load(&mt->reloads_failed));
+	render_fast(b, g);
 	process_metrics(mt, b);
 }

@@ -15,11 +15,20 @@
 #include "endpoint.h"
 
 /* Values read at scrape time from the other subsystems. */
+/* One stored model's transformed weights (minimal filtering). */
+struct metrics_model_bytes {
+	const char *model;
+	size_t bytes;
+};
+
 struct metrics_gauges {
 	size_t queue_depth;
 	int workers;
 	size_t workers_busy; /* jobs running now */
 	size_t models_loaded;
+	size_t fast_budget;                     /* bytes */
+	const struct metrics_model_bytes *fast; /* per model, nfast of them */
+	size_t nfast;
 };
 
 struct metrics;

@@ -254,6 +254,8 @@ static int build(const char *name, const char *body, size_t len, const char *dir
 		                      err);
 	if (rc == 0)
 		rc = graph_check_channels(m->graph, &m->out_c, err);
+	if (rc == 0)
+		rc = graph_prepare(m->graph, err);
 	if (rc < 0)
 		goto fail;
 	m->in_c = graph_in_channels(m->graph);
@@ -330,6 +332,8 @@ int model_load_onnx(const char *name, const void *data, size_t len, int64_t max_
 	m->graph = om.graph;
 	m->in_c = om.in_channels;
 	rc = graph_check_channels(m->graph, &m->out_c, err);
+	if (rc == 0)
+		rc = graph_prepare(m->graph, err);
 	if (rc < 0) {
 		graph_free(m->graph);
 		free(m);

@@ -136,7 +136,7 @@ START_TEST(test_aspp_full)
 	ck_assert_int_eq(graph_out_channels(g), 6);
 	ck_assert_int_eq(graph_output_shape(g, x->dim, 0, od, err), 0);
 	ck_assert_int_eq(od[3], 6);
-	ck_assert_int_eq(graph_run(g, x, NULL, &out, &st, err), 0);
+	ck_assert_msg(graph_run(g, x, NULL, &out, &st, err) == 0, "%s", err);
 	ck_assert(st.useful_flops > 0 && st.useful_flops <= st.nominal_flops);
 	/* Image pooling: mean, 1x1 conv, relu, broadcast into channels 0..3. */
 	for (b = 0; b < n; b++) {
