@@ -84,12 +84,12 @@ def cpu_seconds(pid):
 
 
 def heavy_model(root):
-    """A model that takes a while: 3x3x256x256 at rate 2, four layers."""
+    """A model that takes a while: 3x3x256x256 at rate 2, sixteen layers."""
     d = os.path.join(root, "heavy")
     os.makedirs(d)
     np.save(os.path.join(d, "w.npy"), (0.02 * rng.standard_normal((3, 3, 256, 256))).astype(np.float32))
     with open(os.path.join(d, "model.json"), "w") as f:
-        json.dump({"layers": [{"filters": {"npy": "w.npy"}, "rate": 2, "padding": "SAME"}] * 4}, f)
+        json.dump({"layers": [{"filters": {"npy": "w.npy"}, "rate": 2, "padding": "SAME"}] * 16}, f)
 
 
 def test_calls(d, st, health):
