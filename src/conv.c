@@ -62,6 +62,7 @@ struct conv_plan {
 	size_t scratch; /* bytes one task needs */
 	double useful, nominal;
 	struct fast_plan *fast; /* minimal filtering runs instead of the regions */
+	int direct;             /* the tiny-convolution kernel runs instead */
 };
 
 static int64_t div_floor(int64_t a, int64_t b)
@@ -279,6 +280,15 @@ static struct fast_args fast_args_of(const struct conv_plan *p)
 		                   .out_stride = p->out_stride };
 }
 
+/* Tiny convolutions (fixed costs rule them) run the direct kernel under
+ * auto: output channels in whole vectors, written whole, on the calling
+ * thread. */
+static int direct_applies(const struct conv_plan *p)
+{
+	return !p->accumulate && !p->skip_center && p->o % DIRECT_VL == 0 && p->n > 0 &&
+	       p->oh > 0 && p->ow > 0 && p->nominal <= CONV_DIRECT_MAX_FLOPS;
+}
+
 /* The region plan's cost in multiply-add equivalents: its GEMMs and the
  * im2col copy (one float per column of each GEMM row). */
 static double region_cost(const struct conv_plan *p)
@@ -294,7 +304,13 @@ static int plan_fast(struct conv_plan *p, enum conv_algo algo, struct fast_weigh
 	struct fast_args a;
 	int rc;
 
-	if (algo == CONV_ALGO_IM2COL || !fast_applies(p))
+	if (algo == CONV_ALGO_IM2COL)
+		return 0;
+	if (algo == CONV_ALGO_AUTO && direct_applies(p)) {
+		p->direct = 1;
+		return 0;
+	}
+	if (!fast_applies(p))
 		return 0;
 	a = fast_args_of(p);
 	if (algo == CONV_ALGO_AUTO && fast_cost(&a, fw == NULL) > CONV_FAST_GAIN * region_cost(p))
@@ -368,7 +384,7 @@ void conv_plan_free(struct conv_plan *p)
 
 const char *conv_plan_algorithm(const struct conv_plan *p)
 {
-	return p->fast ? "fast" : "im2col";
+	return p->fast ? "fast" : p->direct ? "direct" : "im2col";
 }
 
 void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4])
@@ -399,7 +415,7 @@ size_t conv_plan_scratch(const struct conv_plan *p)
 
 int conv_plan_is_fast(const struct conv_plan *p)
 {
-	return p->fast != NULL;
+	return p->fast != NULL || p->direct;
 }
 
 struct run_ctx {
@@ -661,6 +677,162 @@ void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 	bias_act(dst, dst, bias, n, act);
 }
 
+/* ---- the direct kernel ----
+ *
+ * The input is copied once with its zero padding, so every tap of every
+ * output reads memory; DIRECT_PX output pixels of a row by DIRECT_NV
+ * vectors of output channels accumulate in registers over the taps and
+ * input channels (the HWIO weights hold, for each tap and input channel,
+ * the output channels' weights side by side); bias and activation are
+ * applied in the store. */
+typedef float dvf __attribute__((vector_size(DIRECT_VL * sizeof(float))));
+typedef int dvi __attribute__((vector_size(DIRECT_VL * sizeof(int))));
+#define DIRECT_PX 3
+#define DIRECT_NV 4
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* static, inlined vector helpers */
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DIRECT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DIRECT_CLONES
+#endif
+
+/* One block: npx pixels (<= DIRECT_PX) from padded row src, nv vectors of
+ * output channels from k0. */
+static inline __attribute__((always_inline)) void direct_block(const struct conv_plan *p,
+                                                               const float *src, int64_t wp,
+                                                               int npx, int nv, int64_t k0,
+                                                               int64_t ti0, int64_t ti1, float *dst)
+{
+	const dvf zero = { 0 };
+	dvf acc[DIRECT_PX][DIRECT_NV];
+	int64_t ti, tj, ci;
+	int q, v;
+
+	for (q = 0; q < DIRECT_PX; q++)
+		for (v = 0; v < DIRECT_NV; v++)
+			acc[q][v] = zero;
+	for (ti = ti0; ti < ti1; ti++) /* rows of padding are skipped */
+		for (tj = 0; tj < p->kw; tj++) {
+			const float *x = src + (ti * p->rh * wp + tj * p->rw) * p->c;
+			const float *w = p->filters + (ti * p->kw + tj) * p->c * p->o + k0;
+
+			for (ci = 0; ci < p->c; ci++) {
+				dvf wv[DIRECT_NV] = { 0 };
+
+#pragma GCC unroll 4
+				for (v = 0; v < nv; v++)
+					memcpy(&wv[v], w + ci * p->o + v * DIRECT_VL, sizeof(dvf));
+#pragma GCC unroll 4
+				for (q = 0; q < npx; q++) {
+					dvf xb = zero + x[q * p->c + ci];
+
+#pragma GCC unroll 4
+					for (v = 0; v < nv; v++)
+						acc[q][v] += xb * wv[v];
+				}
+			}
+		}
+	for (q = 0; q < npx; q++)
+		for (v = 0; v < nv; v++) {
+			dvf y = acc[q][v];
+
+			if (p->bias != NULL) {
+				dvf b;
+
+				memcpy(&b, p->bias + k0 + v * DIRECT_VL, sizeof(b));
+				y += b;
+			}
+			if (p->act == CONV_ACT_RELU)
+				y = (dvf)((dvi)y & ~(dvi)(y < zero));
+			memcpy(dst + q * p->out_stride + v * DIRECT_VL, &y, sizeof(y));
+		}
+}
+
+/* direct_block with npx and nv constants, so that its loops unroll. */
+static inline __attribute__((always_inline)) void direct_any(const struct conv_plan *p,
+                                                             const float *src, int64_t wp, int npx,
+                                                             int nv, int64_t k0, int64_t ti0,
+                                                             int64_t ti1, float *dst)
+{
+#define DIRECT_NV_CASES(np)                                                                        \
+	switch (nv) {                                                                              \
+	case 4: direct_block(p, src, wp, np, 4, k0, ti0, ti1, dst); break;                         \
+	case 3: direct_block(p, src, wp, np, 3, k0, ti0, ti1, dst); break;                         \
+	case 2: direct_block(p, src, wp, np, 2, k0, ti0, ti1, dst); break;                         \
+	default: direct_block(p, src, wp, np, 1, k0, ti0, ti1, dst); break;                        \
+	}
+	switch (npx) {
+	case 3: DIRECT_NV_CASES(3) break;
+	case 2: DIRECT_NV_CASES(2) break;
+	default: DIRECT_NV_CASES(1) break;
+	}
+#undef DIRECT_NV_CASES
+}
+
+DIRECT_CLONES
+static void direct_rows(const struct conv_plan *p, const float *pad, int64_t hp, int64_t wp,
+                        float *out)
+{
+	int64_t n, y, x, k0;
+
+	for (n = 0; n < p->n; n++)
+		for (y = 0; y < p->oh; y++) {
+			/* taps whose row lies in the input: pt <= y + ti*rh < pt + h */
+			int64_t ti0 = p->pt > y ? (p->pt - y + p->rh - 1) / p->rh : 0;
+			int64_t ti1 =
+			        p->pt + p->h - y > 0 ? (p->pt + p->h - y + p->rh - 1) / p->rh : 0;
+
+			if (ti1 > p->kh)
+				ti1 = p->kh;
+			for (x = 0; x < p->ow; x += DIRECT_PX)
+				for (k0 = 0; k0 < p->o; k0 += DIRECT_NV * DIRECT_VL) {
+					const float *src = pad + ((n * hp + y) * wp + x) * p->c;
+					float *dst = out +
+					             ((n * p->oh + y) * p->ow + x) * p->out_stride +
+					             p->out_off + k0;
+					int npx = p->ow - x < DIRECT_PX ? (int)(p->ow - x)
+					                                : DIRECT_PX;
+					int nv = (p->o - k0) / DIRECT_VL < DIRECT_NV
+					                 ? (int)((p->o - k0) / DIRECT_VL)
+					                 : DIRECT_NV;
+
+					direct_any(p, src, wp, npx, nv, k0, ti0, ti1, dst);
+				}
+		}
+}
+
+static int direct_run(const struct conv_plan *p, const float *in, float *out)
+{
+	int64_t hp = p->oh + (p->kh - 1) * p->rh, wp = p->ow + (p->kw - 1) * p->rw, n, y, x;
+	float *pad;
+
+	if (par_cancelled())
+		return -ECANCELED;
+	pad = calloc((size_t)(p->n * hp * wp * p->c), sizeof(float));
+	if (pad == NULL)
+		return -ENOMEM;
+	for (n = 0; n < p->n; n++)
+		for (y = 0; y < hp; y++) {
+			int64_t iy = y - p->pt, x0 = p->pl, x1;
+
+			if (iy < 0 || iy >= p->h)
+				continue;
+			/* the input columns this padded row holds: [x0 - pl, ...) */
+			x1 = p->w + p->pl < wp ? p->w + p->pl : wp;
+			x = x0 < 0 ? -x0 : 0;
+			if (x0 + x < x1)
+				memcpy(pad + ((n * hp + y) * wp + x0 + x) * p->c,
+				       in + ((n * p->h + iy) * p->w + x) * p->c,
+				       (size_t)((x1 - x0 - x) * p->c) * sizeof(float));
+		}
+	direct_rows(p, pad, hp, wp, out);
+	free(pad);
+	return 0;
+}
+
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
                   const struct par_runner *runner)
 {
@@ -668,5 +840,7 @@ int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
 
 	if (p->fast != NULL)
 		return fast_plan_run(p->fast, in, out, runner);
+	if (p->direct)
+		return direct_run(p, in, out);
 	return par_run(runner, p->ntasks, p->scratch, run_task, &rc);
 }

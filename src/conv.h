@@ -48,6 +48,12 @@ struct conv_plan;
 /* Plans below this many nominal FLOPs run on one worker (no fan-out). */
 #define CONV_PARALLEL_MIN_FLOPS 2e7
 
+/* Convolutions up to this many nominal FLOPs with output channels in whole
+ * vectors of DIRECT_VL run the direct kernel ("direct"), unless im2col is
+ * asked for. */
+#define CONV_DIRECT_MAX_FLOPS 3e7
+#define DIRECT_VL             8
+
 /* CONV_ALGO_AUTO runs minimal filtering when its estimated cost is at most
  * this fraction of the region plan's. */
 #define CONV_FAST_GAIN 0.8
@@ -60,7 +66,7 @@ int conv_plan_new(struct conv_plan **out, const int64_t vdim[4], const struct te
                   const struct tensor *bias, const struct conv_spec *spec,
                   const struct conv_out_layout *layout, struct fast_weights *fw, char *err);
 
-/* The algorithm a plan runs: "fast" or "im2col". */
+/* The algorithm a plan runs: "fast", "direct" or "im2col". */
 const char *conv_plan_algorithm(const struct conv_plan *p);
 
 /* Free a plan; NULL is allowed. */
@@ -72,9 +78,9 @@ void conv_plan_output_shape(const struct conv_plan *p, int64_t odim[4]);
 /* Multiply-adds x 2 actually computed (useful) and of the dense definition. */
 void conv_plan_flops(const struct conv_plan *p, double *useful, double *nominal);
 
-/* Does the plan run minimal filtering?  Such a plan runs only whole
- * (conv_plan_run: passes of its own); the task interface below is the
- * region plan's. */
+/* Does the plan run minimal filtering or the direct kernel?  Such a plan
+ * runs only whole (conv_plan_run); the task interface below is the region
+ * plan's. */
 int conv_plan_is_fast(const struct conv_plan *p);
 
 /* Number of independent tasks, and the scratch bytes one task needs. */

@@ -413,6 +413,68 @@ START_TEST(test_skip_center_accumulate)
 }
 END_TEST
 
+/* The direct kernel (tiny convolutions under auto): every kernel size and
+ * parity, rates past the map, SAME and VALID, batches, output channels in
+ * one to five vectors, bias and ReLU, written into a wider layout; within
+ * the direct summation bound. */
+START_TEST(test_direct)
+{
+	static const int64_t k[][2] = {
+		{ 1, 1 }, { 2, 2 }, { 3, 3 }, { 5, 5 }, { 4, 3 }, { 3, 2 }
+	};
+	static const int64_t r[][2] = { { 1, 1 }, { 2, 2 }, { 3, 1 }, { 9, 9 } };
+	int64_t ki = _i % 6, ri = _i / 6 % 4, o = 8 * (1 + _i % 5);
+	enum conv_padding pad = _i / 24 ? CONV_VALID : CONV_SAME;
+	struct tensor *x = rand_tensor(4, 2, 11, 13, 3, (uint64_t)_i + 5);
+	struct tensor *f = rand_tensor(4, k[ki][0], k[ki][1], 3, o, (uint64_t)_i + 6);
+	struct tensor *b = rand_tensor(1, o, 0, 0, 0, 7), *y;
+	struct conv_spec s = { r[ri][0], r[ri][1], pad, _i & 1 ? CONV_ACT_RELU : CONV_ACT_NONE,
+		               CONV_ALGO_AUTO };
+	struct conv_out_layout lay = { 5, o + 7, 0, 0 };
+	struct conv_plan *p;
+	double *ref, *mag;
+	int64_t od[4], px, c;
+	char err[ERR_LEN];
+
+	if (ref_atrous2d(x->data, x->dim, f->data, f->dim, b->data, r[ri][0], r[ri][1],
+	                 pad == CONV_SAME, _i & 1, &ref, &mag, od) < 0) {
+		ck_assert_int_lt(conv_plan_new(&p, x->dim, f, b, &s, &lay, NULL, err), 0);
+		goto done;
+	}
+	ck_assert_msg(conv_plan_new(&p, x->dim, f, b, &s, &lay, NULL, err) == 0, "%s", err);
+	ck_assert_str_eq(conv_plan_algorithm(p), "direct");
+	od[3] = o + 7;
+	ck_assert_int_eq(tensor_new(&y, 4, od, err), 0);
+	ck_assert_int_eq(conv_plan_run(p, x->data, y->data, NULL), 0);
+	for (px = 0; px < od[0] * od[1] * od[2]; px++)
+		for (c = 0; c < o + 7; c++) {
+			double got = y->data[px * (o + 7) + c];
+
+			if (c < 5 || c >= 5 + o) {
+				ck_assert_msg(got == 0,
+				              "pixel %lld channel %lld outside the layout: %g",
+				              (long long)px, (long long)c, got);
+				continue;
+			}
+			ck_assert_msg(fabs(got - ref[px * o + c - 5]) <=
+			                      (double)(k[ki][0] * k[ki][1] * 3 + 2) *
+			                              ldexp(1.0, -24) * mag[px * o + c - 5],
+			              "k%lldx%lld r%lldx%lld: pixel %lld o %lld: %.9g vs %.9g",
+			              (long long)k[ki][0], (long long)k[ki][1], (long long)r[ri][0],
+			              (long long)r[ri][1], (long long)px, (long long)(c - 5), got,
+			              ref[px * o + c - 5]);
+		}
+	conv_plan_free(p);
+	tensor_free(y);
+	free(ref);
+	free(mag);
+done:
+	tensor_free(b);
+	tensor_free(f);
+	tensor_free(x);
+}
+END_TEST
+
 static Suite *conv_suite(void)
 {
 	Suite *s = suite_create("conv");
@@ -430,6 +492,7 @@ static Suite *conv_suite(void)
 	tcase_add_test(tc, test_regions_skip_padding);
 	tcase_add_test(tc, test_layout);
 	tcase_add_test(tc, test_skip_center_accumulate);
+	tcase_add_loop_test(tc, test_direct, 0, 48);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("errors");
 	tcase_add_test(tc, test_errors);

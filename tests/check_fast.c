@@ -268,7 +268,8 @@ START_TEST(test_budget)
 END_TEST
 
 /* auto: minimal filtering for wide layers on grids of several rows, the
- * region plan where rates exceed the map or the kernel is not 3x3. */
+ * region plan where rates exceed the map or the kernel is not 3x3, the
+ * direct kernel for tiny layers. */
 START_TEST(test_auto_choice)
 {
 	ck_assert_str_eq(
@@ -281,7 +282,10 @@ START_TEST(test_auto_choice)
 	        run_case(1, 24, 24, 64, 5, 5, 32, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
 	        "im2col");
 	ck_assert_str_eq(
-	        run_case(1, 9, 9, 64, 3, 3, 64, 12, 12, CONV_SAME, 0, 0, CONV_ALGO_AUTO, 1).algo,
+	        run_case(1, 28, 28, 3, 5, 5, 32, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
+	        "direct");
+	ck_assert_str_eq(
+	        run_case(1, 9, 9, 256, 3, 3, 256, 12, 12, CONV_SAME, 0, 0, CONV_ALGO_AUTO, 1).algo,
 	        "im2col");
 }
 END_TEST
