@@ -7,7 +7,13 @@ bench target unsets them for this whole process, so every side is alike).
 Prints a table, writes docs/performance.png and docs/bench-results.json.
 
 Cases: the seed's example 1; a three-layer rate-2 chain; the DeepLab OS16 and
-OS8 ASPP heads (through the binary KServe path); the OS16 head over gRPC; the
+OS8 ASPP heads; three dilated ResNet backbone layers (block4 at OS16, block3
+and block4 at OS8).  Each is a stored model called through the binary KServe
+path: the reply's compute_us against PyTorch's wall time for the same module,
+in three rounds that alternate the two sides (median of each side's block of
+runs per round).  Then: the ablation (in process: im2col without the ASPP
+fold, + fold, + minimal filtering, auto), the accuracy of each algorithm
+against float64, transformed weights per model; the OS16 head over gRPC; the
 JSON codec on a 1M-float tensor against jansson on the same bytes;
 overhead-bound small requests: HTTP/JSON and HTTP/binary with wrk, gRPC with
 h2load (32 concurrent streams), beside nginx serving a static file.
@@ -55,6 +61,12 @@ def aspp_case(cin, size, rates):
     return {"value": (1, size, size, cin), "layers": [layer], "weights": w, "bias": bias}
 
 
+def block_case(cin, size, rate):
+    return {"value": (1, size, size, cin), "weights": {"w": f32(3, 3, cin, cin)},
+            "bias": {"w": f32(cin, scale=0.1)},
+            "layers": [{"filters": "w", "rate": rate, "padding": "SAME", "bias": "w", "activation": "relu"}]}
+
+
 CASES = {
     "seed1": {"value": (1, 28, 28, 3), "weights": {"f": f32(5, 5, 3, 32, scale=0.2)}, "bias": {},
               "layers": [{"filters": "f", "rate": 2, "padding": "SAME"}]},
@@ -64,13 +76,26 @@ CASES = {
               "layers": [{"filters": n, "rate": 2, "padding": "SAME"} for n in ("f1", "f2", "f3")]},
     "os16": aspp_case(2048, 33, (6, 12, 18)),
     "os8": aspp_case(256, 65, (12, 24, 36)),
+    "block4os16": block_case(512, 33, 2),
+    "block3os8": block_case(256, 65, 2),
+    "block4os8": block_case(512, 65, 4),
 }
 SMALL = ("seed1", "chain")
 LABELS = {"seed1": "seed example 1", "chain": "3-layer chain", "os16": "DeepLab OS16 head",
-          "os8": "DeepLab OS8 head"}
+          "os8": "DeepLab OS8 head", "block4os16": "block4 OS16 r2", "block3os8": "block3 OS8 r2",
+          "block4os8": "block4 OS8 r4"}
+# The issue's targets: atrousd compute / PyTorch, at most.
+TARGETS = {"seed1": 1.0, "chain": 0.6, "os16": 0.45, "os8": 0.45, "block4os16": 0.5,
+           "block3os8": 0.5, "block4os8": 0.5}
+ALGORITHMS = ("im2col", "fast")  # stored twice more, forced, for the accuracy table
+# Ablation steps, each adding one to the step before (atrous bench flags).
+ABLATION = (("im2col", ["--algorithm", "im2col", "--unfolded"]),
+            ("+ pooling fold", ["--algorithm", "im2col"]),
+            ("+ minimal filtering", ["--algorithm", "fast"]),
+            ("+ auto (direct, per-layer choice)", []))
 
 
-def write_model(root, name, case):
+def write_model(root, name, case, algorithm=None):
     d = os.path.join(root, name)
     os.makedirs(d)
 
@@ -78,18 +103,20 @@ def write_model(root, name, case):
         np.save(os.path.join(d, "%s_%s.npy" % (kind, key)), case[kind][key])
         return {"npy": "%s_%s.npy" % (kind, key)}
 
-    def fix(obj):
+    def fix(obj, conv=True):
         out = dict(obj)
         out["filters"] = ref("weights", obj["filters"])
         if "bias" in obj:
             out["bias"] = ref("bias", obj["bias"])
+        if algorithm and conv:
+            out["algorithm"] = algorithm
         return out
 
     layers = []
     for layer in case["layers"]:
         if layer.get("type") == "aspp":
-            layer = dict(layer, image_pooling=fix(layer["image_pooling"]),
-                         projection=fix(layer["projection"]),
+            layer = dict(layer, image_pooling=fix(layer["image_pooling"], False),
+                         projection=fix(layer["projection"], False),
                          branches=[fix(b) for b in layer["branches"]])
             layers.append(layer)
         else:
@@ -98,17 +125,21 @@ def write_model(root, name, case):
         json.dump({"layers": layers}, f)
 
 
-def torch_runner(case, threads):
+def torch_runner(case, threads, x=None, double=False):
+    """PyTorch's run of a case (in float64 with double: the reference)."""
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    dt = np.float64 if double else np.float32
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.astype(dt)))  # noqa: E731
     # Weights converted to OIHW once, outside the timed runs.
     weights = {k: t(w.transpose(3, 2, 0, 1)) for k, w in case["weights"].items()}
     biases = {k: t(b) for k, b in case["bias"].items()}
     oihw = lambda k: weights[k]  # noqa: E731
     bias = lambda o: biases[o["bias"]] if "bias" in o else None  # noqa: E731
-    x = t(rng.standard_normal(case["value"]).astype(np.float32).transpose(0, 3, 1, 2))
+    if x is None:
+        x = rng.standard_normal(case["value"]).astype(np.float32)
+    x = t(x.transpose(0, 3, 1, 2))
 
     def conv(inp, o, rate, padding):
         w = oihw(o["filters"])
@@ -170,6 +201,43 @@ def start_daemon(work, models, threads, grpc_port):
             return p, int(open(port_file).read())
         time.sleep(0.02)
     raise RuntimeError("atrousd did not start")
+
+
+def kserve_output(port, name, x):
+    """One call's output tensor (NHWC float32) and the algorithms it ran."""
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("POST", "/v2/models/%s/infer" % name, head + x.tobytes(),
+                 {"Inference-Header-Content-Length": str(len(head))})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    if r.status != 200:
+        raise RuntimeError("%s: %d %s" % (name, r.status, data[:200]))
+    hl = int(r.getheader("Inference-Header-Content-Length"))
+    meta = json.loads(data[:hl])
+    out = meta["outputs"][0]
+    return (np.frombuffer(data[hl:], dtype=np.float32).reshape(out["shape"]),
+            meta["parameters"].get("algorithms", ""))
+
+
+def rel_rms(got, ref):
+    return float(np.sqrt(((got.astype(np.float64) - ref) ** 2).sum() / (ref ** 2).sum()))
+
+
+def metric_values(port, name):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            label, value = line[len(name) + 1:].split("} ")
+            out[label.split('"')[1]] = float(value)
+    return out
 
 
 def kserve_binary(port, name, x, repeats):
@@ -353,13 +421,13 @@ def plot(results, path):
     except ImportError:
         print("(python3-matplotlib not installed: no plot)")
         return
-    names = [n for n in ("seed1", "chain", "os16", "os8") if n in results["cases"]]
+    names = [n for n in CASES if n in results["cases"]]
     cases = results["cases"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
     width = 0.27
     xs = np.arange(len(names))
     series = [("PyTorch %s" % results["torch_version"], "torch_ms", "#999999"),
-              ("atrousd compute (in process)", "atrous_ms", "#1f77b4"),
+              ("atrousd compute (KServe binary, compute_us)", "server_compute_ms", "#1f77b4"),
               ("atrousd over HTTP (binary KServe)", "http_ms", "#ff7f0e")]
     for k, (label, key, color) in enumerate(series):
         vals = [cases[n].get(key) or 0 for n in names]
@@ -367,7 +435,7 @@ def plot(results, path):
                     width, label=label, color=color)
     axes[0].axhline(1.0, color="black", linewidth=0.8)
     axes[0].set_xticks(xs)
-    axes[0].set_xticklabels([LABELS[n] for n in names], rotation=15)
+    axes[0].set_xticklabels([LABELS[n] for n in names], rotation=20, fontsize=8)
     axes[0].set_ylabel("time relative to PyTorch (lower is better)")
     axes[0].set_title("%d threads each, median of %d runs" % (results["threads"], results["repeats"]))
     axes[0].legend(fontsize=8)
@@ -389,6 +457,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of daemon and PyTorch")
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--plot", default=os.path.join(SRC, "docs", "performance.png"))
     ap.add_argument("--json", default=os.path.join(SRC, "docs", "bench-results.json"))
@@ -408,44 +477,75 @@ def main():
     os.makedirs(models)
     for name, case in CASES.items():
         write_model(models, name, case)
+        for alg in ALGORITHMS:
+            write_model(models, "%s_%s" % (name, alg), case, alg)
     write_model(models, "tiny", TINY)
     gport = free_port()
     daemon, port = start_daemon(work, models, args.threads, gport)
     pbs = grpc_stubs(work)
-    results = {"threads": args.threads, "repeats": args.repeats, "torch_version": torch_version,
+    results = {"threads": args.threads, "repeats": args.repeats, "rounds": args.rounds,
+               "torch_version": torch_version,
                "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t"),
-               "cases": {}}
-    try:
-        inproc = {}
+               "cases": {}, "ablation": {}}
+
+    def inproc_bench(extra):
+        out = {}
         for line in subprocess.check_output([ATROUS, "bench", "--json", "--threads", str(args.threads),
-                                             "--repeats", str(args.repeats)]).decode().splitlines():
+                                             "--repeats", str(args.repeats)] + extra).decode().splitlines():
             rec = json.loads(line)
-            inproc[rec["case"]] = rec
+            out[rec["case"]] = rec
         # Sub-millisecond cases: twenty times the runs, or a median of ten
         # is mostly scheduler noise.
         for name in SMALL:
             line = subprocess.check_output([ATROUS, "bench", "--json", "--threads", str(args.threads),
-                                            "--case", name, "--repeats", str(20 * args.repeats)])
-            inproc[name] = json.loads(line.decode().splitlines()[-1])
+                                            "--case", name, "--repeats", str(20 * args.repeats)] + extra)
+            out[name] = json.loads(line.decode().splitlines()[-1])
+        return out
+
+    try:
+        # The ablation, in process: each step on top of the one before.
+        for step, extra in ABLATION:
+            results["ablation"][step] = {k: v.get("median_ms") for k, v in inproc_bench(extra).items()
+                                         if k != "sgemm"}
+        inproc = inproc_bench([])
         results["sgemm_gflops"] = inproc["sgemm"]["gflops"]
         for name, case in CASES.items():
             reps = 20 * args.repeats if name in SMALL else args.repeats
             x = rng.standard_normal(case["value"]).astype(np.float32)
             hwm0 = vm_hwm_mib(daemon.pid)
-            http_ms, server_ms, http_best = kserve_binary(port, name, x, reps)
-            if name == "os16":  # the largest request, after only smaller ones
-                n, h, w = case["value"][:3]
-                tensors = (x.nbytes + 4 * n * h * w * (1280 + 256)) / 2.0 ** 20  # input, concat, output
-                results["memory"] = {"case": name, "peak_rss_before_mib": hwm0,
-                                     "peak_rss_after_mib": vm_hwm_mib(daemon.pid),
-                                     "bound_mib": tensors + 64, "tensors_mib": tensors}
+            # The first call also makes the layer's transformed weights
+            # (model memory, counted by its gauge), so it comes first.
+            out, algorithms = kserve_output(port, name, x)
+            hwm1 = vm_hwm_mib(daemon.pid)
             row = {"atrous_ms": inproc[name]["median_ms"], "atrous_best_ms": inproc[name]["best_ms"],
                    "useful_gflop": inproc[name]["useful_gflop"], "nominal_gflop": inproc[name]["nominal_gflop"],
-                   "http_ms": http_ms, "http_best_ms": http_best, "server_compute_ms": server_ms,
-                   "torch_ms": None}
+                   "algorithms": algorithms, "rounds": [], "target": TARGETS[name], "torch_ms": None}
+            runner = torch_runner(case, args.threads, x) if torch is not None else None
+            for _ in range(args.rounds):
+                http_ms, server_ms, http_best = kserve_binary(port, name, x, reps)
+                rnd = {"http_ms": http_ms, "server_compute_ms": server_ms, "http_best_ms": http_best}
+                if runner is not None:
+                    rnd["torch_best_ms"], rnd["torch_ms"] = timeit(runner, reps)
+                    rnd["ratio"] = server_ms / rnd["torch_ms"]
+                row["rounds"].append(rnd)
+            med = lambda k: statistics.median(r[k] for r in row["rounds"])  # noqa: E731
+            row.update(http_ms=med("http_ms"), server_compute_ms=med("server_compute_ms"))
+            if runner is not None:
+                row.update(torch_ms=med("torch_ms"), ratio=med("ratio"))
+            if name == "os16":  # the largest request, after only smaller ones
+                n, h, w = case["value"][:3]
+                tensors = (x.nbytes + 4 * n * h * w * (1024 + 256)) / 2.0 ** 20  # input, concat, output
+                results["memory"] = {"case": name, "peak_rss_before_mib": hwm1,
+                                     "peak_rss_after_mib": vm_hwm_mib(daemon.pid),
+                                     "first_call_mib": hwm1 - hwm0,
+                                     "bound_mib": tensors + 64, "tensors_mib": tensors}
             if torch is not None:
-                row["torch_best_ms"], row["torch_ms"] = timeit(torch_runner(case, args.threads), reps)
+                ref = torch_runner(case, args.threads, x, double=True)().numpy().transpose(0, 2, 3, 1)
+                row["rel_rms"] = {"auto": rel_rms(out, ref)}
+                for alg in ALGORITHMS:
+                    row["rel_rms"][alg] = rel_rms(kserve_output(port, "%s_%s" % (name, alg), x)[0], ref)
             results["cases"][name] = row
+        results["fast_weights_bytes"] = metric_values(port, "atrousd_model_fast_weights_bytes")
         if pbs is not None:
             x = rng.standard_normal(CASES["os16"]["value"]).astype(np.float32)
             client, compute, best = grpc_infer(gport, pbs, "os16", x, args.repeats)
@@ -457,17 +557,35 @@ def main():
         daemon.send_signal(signal.SIGTERM)
         daemon.wait()
 
-    print("\natrousd benchmark, %d threads each side, median of %d runs (%d for the first two cases), "
-          "CPU %s" % (args.threads, args.repeats, 20 * args.repeats, results["cpu"]))
+    print("\natrousd benchmark, %d threads each side, %d alternating rounds, median of %d runs a round "
+          "(%d for the first two cases), CPU %s" % (args.threads, args.rounds, args.repeats, 20 * args.repeats,
+                                                  results["cpu"]))
     print("OpenBLAS sgemm ceiling (independent 1024^3, one per worker): %.0f GFLOP/s" % results["sgemm_gflops"])
-    print("%-20s %9s %9s %9s %9s %9s %8s %9s" % ("case", "PyTorch", "atrousd", "ratio", "HTTP", "server", "HTTP/",
-                                                  "useful"))
-    print("%-20s %9s %9s %9s %9s %9s %8s %9s" % ("", "ms", "ms", "", "ms", "comp ms", "compute", "GFLOP/s"))
+    print("\nDaemon compute (binary KServe, compute_us) against PyTorch %s, per round:" % torch_version)
+    print("%-18s %9s %9s %17s %7s %6s %9s %9s  %s" % ("case", "PyTorch", "atrousd", "ratio per round", "target",
+                                                     "met", "HTTP ms", "GFLOP/s", "algorithms"))
     for name, r in results["cases"].items():
-        ratio = r["atrous_ms"] / r["torch_ms"] if r["torch_ms"] else float("nan")
-        print("%-20s %9s %9.2f %9.2f %9.2f %9.2f %8.3f %9.1f" % (
-            LABELS[name], "%.2f" % r["torch_ms"] if r["torch_ms"] else "-", r["atrous_ms"], ratio, r["http_ms"],
-            r["server_compute_ms"], r["http_ms"] / r["server_compute_ms"], r["useful_gflop"] / r["atrous_ms"] * 1e3))
+        ratios = [x.get("ratio") for x in r["rounds"]]
+        shown = " ".join("%.2f" % v for v in ratios if v is not None) or "-"
+        met = "-" if r.get("ratio") is None else ("yes" if max(ratios) <= r["target"] else
+                                                  "median" if r["ratio"] <= r["target"] else "no")
+        print("%-18s %9s %9.2f %17s %7.2f %6s %9.2f %9.1f  %s" % (
+            LABELS[name], "%.2f" % r["torch_ms"] if r["torch_ms"] else "-", r["server_compute_ms"], shown,
+            r["target"], met, r["http_ms"], r["useful_gflop"] / r["server_compute_ms"] * 1e3, r["algorithms"]))
+    print("\nAblation, in process (median ms; each step adds to the one above):")
+    steps = list(results["ablation"])
+    print("%-18s" % "case" + "".join("%14s" % st[:13] for st in steps))
+    for name in CASES:
+        print("%-18s" % LABELS[name] + "".join("%14.2f" % results["ablation"][st][name] for st in steps))
+    if torch is not None:
+        print("\nAccuracy: relative RMS error against float64 (PyTorch in double), per algorithm:")
+        print("%-18s %11s %11s %11s" % ("case", "im2col", "fast", "auto"))
+        for name, r in results["cases"].items():
+            e = r["rel_rms"]
+            print("%-18s %11.2e %11.2e %11.2e" % (LABELS[name], e["im2col"], e["fast"], e["auto"]))
+    fw = results.get("fast_weights_bytes", {})
+    print("\nTransformed weights per model (atrousd_model_fast_weights_bytes, auto models): " +
+          ", ".join("%s %.1f MiB" % (n, fw[n] / 2.0 ** 20) for n in CASES if fw.get(n)))
     c = results["codec"]
     print("\nJSON codec on %d floats (%.1f MB request, %.1f MB reply):" % (c["floats"], c["request_bytes"] / 1e6,
                                                                        c["reply_bytes"] / 1e6))
@@ -477,10 +595,12 @@ def main():
         c["encode_ms"], c["floats"] / c["encode_ms"] / 1e3, c["jansson_dumps_ms"], c["jansson_dumps_ms"] / c["encode_ms"]))
     m = results.get("memory")
     if m:
-        print("\nPeak RSS: the OS16 request raised the loaded daemon's peak from %.0f to %.0f MiB (+%.0f MiB); "
-              "bound: its tensors (%.0f MiB) + 64 MiB = %.0f MiB" % (
+        print("\nPeak RSS: OS16 requests raised the daemon's peak from %.0f to %.0f MiB (+%.0f MiB); "
+              "bound: their tensors (%.0f MiB) + 64 MiB = %.0f MiB.  The first call, which also made the "
+              "model's transformed weights, added %.0f MiB." % (
                   m["peak_rss_before_mib"], m["peak_rss_after_mib"],
-                  m["peak_rss_after_mib"] - m["peak_rss_before_mib"], m["tensors_mib"], m["bound_mib"]))
+                  m["peak_rss_after_mib"] - m["peak_rss_before_mib"], m["tensors_mib"], m["bound_mib"],
+                  m["first_call_mib"]))
     g = results.get("grpc_os16")
     if g:
         h = results["cases"]["os16"]

@@ -528,6 +528,9 @@ static const struct flag bench_flags[] = {
 	{ "case", 'c', "NAME",
 	  "run only this case (seed1, chain, os16, os8, block4os16, block3os8, block4os8)" },
 	{ "algorithm", 'a', "A", "auto, im2col or fast for every layer (default: auto)" },
+	{ "unfolded", 'u', NULL,
+	  "ASPP: broadcast image pooling instead of folding it into the "
+	  "projection's bias" },
 	{ "json", 'j', NULL, "one JSON object per line instead of a table" },
 	{ "jansson", 'J', "FILE", "time jansson's parse and dump of a JSON file instead" },
 	{ "help", 'h', NULL, "show this command's help" },
@@ -561,6 +564,7 @@ static int bench_flag(void *ctx, int val, const char *arg)
 		break;
 	}
 	case 'j': a->o.json = 1; break;
+	case 'u': a->o.unfolded = 1; break;
 	case 'J': a->jansson = arg; break;
 	}
 	return 0;

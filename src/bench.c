@@ -76,14 +76,21 @@ static const struct bcase cases[] = {
 	  "\"activation\":\"relu\"}]" },
 };
 
-/* Give every convolution of g the algorithm a (auto keeps each layer's). */
-static void set_algorithm(struct graph *g, enum conv_algo a)
+/* Give every convolution of g the algorithm a (auto keeps each layer's);
+ * unfolded drops the ASPP fold of image pooling (the ablation's baseline). */
+static void set_algorithm(struct graph *g, enum conv_algo a, int unfolded)
 {
 	size_t i, b;
 
-	for (i = 0; i < graph_size(g) && a != CONV_ALGO_AUTO; i++) {
+	for (i = 0; i < graph_size(g); i++) {
 		struct graph_layer *l = graph_layer(g, i);
 
+		if (unfolded) {
+			tensor_free(l->aspp.proj_rest);
+			l->aspp.proj_rest = NULL;
+		}
+		if (a == CONV_ALGO_AUTO)
+			continue;
 		l->conv.spec.algo = a;
 		for (b = 0; b < l->aspp.nbranches; b++)
 			l->aspp.branches[b].spec.algo = a;
@@ -307,7 +314,7 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 			rc = tensor_new_uninit(&x, 4, c->value, err);
 		if (rc < 0)
 			break;
-		set_algorithm(g, o->algo);
+		set_algorithm(g, o->algo, o->unfolded);
 		fill(x->data, x->count, 7, 1.0f);
 		j.g = g;
 		j.x = x;

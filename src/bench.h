@@ -15,6 +15,7 @@ struct bench_options {
 	const char *only;    /* run only the case with this name, or NULL */
 	int json;            /* one JSON object per line instead of a table */
 	enum conv_algo algo; /* for every layer (CONV_ALGO_AUTO: each layer's choice) */
+	int unfolded;        /* ASPP: broadcast image pooling, no fold into the projection */
 };
 
 /* Time jansson's json_loadb and json_dumps on the JSON file at path, the

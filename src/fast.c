@@ -408,7 +408,7 @@ static void axis_free(struct axis *ax)
 #define FAST_TILES_PER_TASK 8
 #define VL                  8 /* channels per vector in the transforms */
 #ifndef FAST_ACC_BLOCK
-#define FAST_ACC_BLOCK 64
+#define FAST_ACC_BLOCK 128
 #endif
 
 struct group {
@@ -947,15 +947,15 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 			const float *v = sr->buf + sg->v + (int64_t)i * cnt * a->c,
 			            *u = g->u + (int64_t)i * a->c * a->k;
 			float *m = sr->buf + sg->m + (int64_t)i * cnt * a->k;
-			int64_t c0;
+			int64_t c0,
+			        blk = g->sr >= FAST_F3 || g->sc >= FAST_F3 ? FAST_ACC_BLOCK : a->c;
 
 			/* In blocks of channels, each summed apart and added to
 			 * the product so far: float accumulation errs by about
 			 * sqrt(block) instead of sqrt(C), which the output
-			 * transform then amplifies. */
-			for (c0 = 0; c0 < a->c; c0 += FAST_ACC_BLOCK) {
-				int64_t nc =
-				        a->c - c0 < FAST_ACC_BLOCK ? a->c - c0 : FAST_ACC_BLOCK;
+			 * transform of F(3,3) and F(4,3) then amplifies. */
+			for (c0 = 0; c0 < a->c; c0 += blk) {
+				int64_t nc = a->c - c0 < blk ? a->c - c0 : blk;
 
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cnt,
 				            (int)a->k, (int)nc, 1.0f, v + c0, (int)a->c,
