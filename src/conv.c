@@ -772,42 +772,65 @@ static inline __attribute__((always_inline)) void direct_any(const struct conv_p
 #undef DIRECT_NV_CASES
 }
 
+/* Output rows [r0, r1) over all images (row r: image r / oh, row r % oh). */
 DIRECT_CLONES
 static void direct_rows(const struct conv_plan *p, const float *pad, int64_t hp, int64_t wp,
-                        float *out)
+                        int64_t r0, int64_t r1, float *out)
 {
-	int64_t n, y, x, k0;
+	int64_t r, x, k0;
 
-	for (n = 0; n < p->n; n++)
-		for (y = 0; y < p->oh; y++) {
-			/* taps whose row lies in the input: pt <= y + ti*rh < pt + h */
-			int64_t ti0 = p->pt > y ? (p->pt - y + p->rh - 1) / p->rh : 0;
-			int64_t ti1 =
-			        p->pt + p->h - y > 0 ? (p->pt + p->h - y + p->rh - 1) / p->rh : 0;
+	for (r = r0; r < r1; r++) {
+		int64_t n = r / p->oh, y = r % p->oh;
+		/* taps whose row lies in the input: pt <= y + ti*rh < pt + h */
+		int64_t ti0 = p->pt > y ? (p->pt - y + p->rh - 1) / p->rh : 0;
+		int64_t ti1 = p->pt + p->h - y > 0 ? (p->pt + p->h - y + p->rh - 1) / p->rh : 0;
 
-			if (ti1 > p->kh)
-				ti1 = p->kh;
-			for (x = 0; x < p->ow; x += DIRECT_PX)
-				for (k0 = 0; k0 < p->o; k0 += DIRECT_NV * DIRECT_VL) {
-					const float *src = pad + ((n * hp + y) * wp + x) * p->c;
-					float *dst = out +
-					             ((n * p->oh + y) * p->ow + x) * p->out_stride +
-					             p->out_off + k0;
-					int npx = p->ow - x < DIRECT_PX ? (int)(p->ow - x)
-					                                : DIRECT_PX;
-					int nv = (p->o - k0) / DIRECT_VL < DIRECT_NV
-					                 ? (int)((p->o - k0) / DIRECT_VL)
-					                 : DIRECT_NV;
+		if (ti1 > p->kh)
+			ti1 = p->kh;
+		for (x = 0; x < p->ow; x += DIRECT_PX)
+			for (k0 = 0; k0 < p->o; k0 += DIRECT_NV * DIRECT_VL) {
+				const float *src = pad + ((n * hp + y) * wp + x) * p->c;
+				float *dst = out + ((n * p->oh + y) * p->ow + x) * p->out_stride +
+				             p->out_off + k0;
+				int npx = p->ow - x < DIRECT_PX ? (int)(p->ow - x) : DIRECT_PX;
+				int nv = (p->o - k0) / DIRECT_VL < DIRECT_NV
+				                 ? (int)((p->o - k0) / DIRECT_VL)
+				                 : DIRECT_NV;
 
-					direct_any(p, src, wp, npx, nv, k0, ti0, ti1, dst);
-				}
-		}
+				direct_any(p, src, wp, npx, nv, k0, ti0, ti1, dst);
+			}
+	}
 }
 
-static int direct_run(const struct conv_plan *p, const float *in, float *out)
+/* Rows of output per task when the direct kernel fans out. */
+#define DIRECT_TASK_ROWS 4
+
+struct direct_ctx {
+	const struct conv_plan *p;
+	const float *pad;
+	int64_t hp, wp;
+	float *out;
+};
+
+static void direct_task(void *arg, size_t i, void *scratch)
+{
+	const struct direct_ctx *d = arg;
+	int64_t rows = d->p->n * d->p->oh, r0 = (int64_t)i * DIRECT_TASK_ROWS;
+
+	(void)scratch;
+	direct_rows(d->p, d->pad, d->hp, d->wp, r0,
+	            r0 + DIRECT_TASK_ROWS < rows ? r0 + DIRECT_TASK_ROWS : rows, d->out);
+}
+
+/* The direct kernel: pad once, then rows of output (on the runner's
+ * workers when the caller gives one, in tasks of DIRECT_TASK_ROWS). */
+static int direct_run(const struct conv_plan *p, const float *in, float *out,
+                      const struct par_runner *runner)
 {
 	int64_t hp = p->oh + (p->kh - 1) * p->rh, wp = p->ow + (p->kw - 1) * p->rw, n, y, x;
+	struct direct_ctx d;
 	float *pad;
+	int rc;
 
 	if (par_cancelled())
 		return -ECANCELED;
@@ -828,9 +851,11 @@ static int direct_run(const struct conv_plan *p, const float *in, float *out)
 				       in + ((n * p->h + iy) * p->w + x) * p->c,
 				       (size_t)((x1 - x0 - x) * p->c) * sizeof(float));
 		}
-	direct_rows(p, pad, hp, wp, out);
+	d = (struct direct_ctx){ p, pad, hp, wp, out };
+	rc = par_run(runner, (size_t)((p->n * p->oh + DIRECT_TASK_ROWS - 1) / DIRECT_TASK_ROWS), 64,
+	             direct_task, &d);
 	free(pad);
-	return 0;
+	return rc;
 }
 
 int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
@@ -841,6 +866,6 @@ int conv_plan_run(const struct conv_plan *p, const float *in, float *out,
 	if (p->fast != NULL)
 		return fast_plan_run(p->fast, in, out, runner);
 	if (p->direct)
-		return direct_run(p, in, out);
+		return direct_run(p, in, out, runner);
 	return par_run(runner, p->ntasks, p->scratch, run_task, &rc);
 }

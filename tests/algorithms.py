@@ -69,6 +69,15 @@ def test_native(d):
     ref = reference(x1, f1, 2, 2, "SAME")
     R.check(st == 200 and rep["timing"]["algorithms"] == ["direct"] and rel_rms(dec(rep["output"]), ref) < 1e-6,
             "seed example 1 under auto: the direct kernel, %s" % (rep or {}).get("timing", {}).get("algorithms"))
+    # The chain's second layer (29 MFLOP): direct, its rows over both workers.
+    x2, f2 = f32(1, 28, 28, 32), f32(3, 3, 32, 64, scale=0.2)
+    st, _, rep = d.post_json("/v1/atrous_conv2d", {"value": enc(x2, "b64"), "filters": enc(f2, "b64"),
+                                                   "rate": 2, "padding": "SAME", "activation": "relu",
+                                                   "output_encoding": "b64"})
+    ref = reference(x2, f2, 2, 2, "SAME", None, True)
+    R.check(st == 200 and rep["timing"]["algorithms"] == ["direct"] and rel_rms(dec(rep["output"]), ref) < 1e-6,
+            "29 MFLOP under auto: the direct kernel, its rows on both workers, %s"
+            % (rep or {}).get("timing", {}).get("algorithms"))
     # "fast" asked of a 5x5 kernel: the region plan runs, and says so.
     st, _, rep = d.post_json("/v1/atrous_conv2d", {"value": enc(x1, "b64"), "filters": enc(f1, "b64"),
                                                    "rate": 2, "padding": "SAME", "algorithm": "fast"})
