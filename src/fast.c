@@ -441,7 +441,7 @@ struct fast_plan {
 	size_t nsegs;
 	struct stage *stages;
 	size_t nstages, floats; /* floats: the largest stage's buffer */
-	float *own;             /* weights transformed for this plan alone */
+	size_t own;             /* inline filters: bytes each run transforms */
 	double macs;
 };
 
@@ -597,22 +597,7 @@ static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 	if (fw == NULL && own > FAST_INLINE_MAX_BYTES)
 		return err_set(err, -E2BIG, "transformed filters would take %zu MiB", own >> 20);
 	if (fw == NULL) {
-		float *u;
-
-		p->own = malloc(own);
-		if (p->own == NULL)
-			return err_set(err, -ENOMEM, "out of memory");
-		u = p->own;
-		for (i = 0; i < p->ng; i++) {
-			int rc = transform_weights(a->filters, a->c, a->k, p->g[i].sr, p->g[i].sc,
-			                           u);
-
-			if (rc < 0)
-				return err_set(err, rc,
-				               rc == -ECANCELED ? "cancelled" : "out of memory");
-			p->g[i].u = u;
-			u += pair_bytes(p->g[i].sr, p->g[i].sc, a->c, a->k) / sizeof(float);
-		}
+		p->own = own; /* transformed when the plan runs (fast_plan_run) */
 	} else {
 		for (i = 0; i < p->ng; i++) {
 			int rc;
@@ -666,7 +651,6 @@ void fast_plan_free(struct fast_plan *p)
 	axis_free(&p->cols);
 	free(p->segs);
 	free(p->stages);
-	free(p->own);
 	free(p);
 }
 
@@ -897,7 +881,8 @@ struct stage_run {
 	const struct stage *st;
 	const float *in;
 	float *buf, *out;
-	int output; /* the tile pass is the output transform */
+	int output;                                    /* the tile pass is the output transform */
+	const float *u[FAST_NSCHEMES * FAST_NSCHEMES]; /* each group's weights */
 };
 
 /* Tile task i of a stage: FAST_TILES_PER_TASK tiles of one segment. */
@@ -945,7 +930,7 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 
 		if (i < prods) {
 			const float *v = sr->buf + sg->v + (int64_t)i * cnt * a->c,
-			            *u = g->u + (int64_t)i * a->c * a->k;
+			            *u = sr->u[sg->g] + (int64_t)i * a->c * a->k;
 			float *m = sr->buf + sg->m + (int64_t)i * cnt * a->k;
 			int64_t c0,
 			        blk = g->sr >= FAST_F3 || g->sc >= FAST_F3 ? FAST_ACC_BLOCK : a->c;
@@ -968,16 +953,45 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 	}
 }
 
+/* Inline filters: the groups' weights, transformed for this run into own
+ * (freed by the caller); the peak is one layer's at a time. */
+static int inline_weights(const struct fast_plan *p, struct stage_run *sr, float **own)
+{
+	float *u;
+	int i, rc;
+
+	*own = u = malloc(p->own);
+	if (u == NULL)
+		return -ENOMEM;
+	for (i = 0; i < p->ng; i++) {
+		rc = transform_weights(p->a.filters, p->a.c, p->a.k, p->g[i].sr, p->g[i].sc, u);
+		if (rc < 0)
+			return rc;
+		sr->u[i] = u;
+		u += pair_bytes(p->g[i].sr, p->g[i].sc, p->a.c, p->a.k) / sizeof(float);
+	}
+	return 0;
+}
+
 int fast_plan_run(const struct fast_plan *p, const float *in, float *out,
                   const struct par_runner *runner)
 {
-	struct stage_run sr = { p, NULL, in, NULL, out, 0 };
+	struct stage_run sr = { p, NULL, in, NULL, out, 0, { NULL } };
+	float *own = NULL;
 	size_t i;
 	int rc = 0;
 
+	for (i = 0; i < (size_t)p->ng; i++)
+		sr.u[i] = p->g[i].u;
+	if (p->own > 0 && (rc = inline_weights(p, &sr, &own)) < 0) {
+		free(own);
+		return rc;
+	}
 	sr.buf = malloc(p->floats ? p->floats * sizeof(float) : 1);
-	if (sr.buf == NULL)
+	if (sr.buf == NULL) {
+		free(own);
 		return -ENOMEM;
+	}
 	for (i = 0; i < p->nstages && rc == 0; i++) {
 		sr.st = &p->stages[i];
 		sr.output = 0;
@@ -989,5 +1003,6 @@ int fast_plan_run(const struct fast_plan *p, const float *in, float *out,
 			rc = par_run(runner, sr.st->tile_tasks, 64, tile_task, &sr);
 	}
 	free(sr.buf);
+	free(own);
 	return rc;
 }

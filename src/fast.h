@@ -69,8 +69,8 @@ struct fast_args {
 
 struct fast_plan;
 
-/* Plan the fast path for a; fw NULL transforms the weights into the plan
- * (inline filters).  Returns 0 with *out set, or -errno (-E2BIG: the
+/* Plan the fast path for a; fw NULL transforms the weights in each run
+ * (inline filters: at most 32 MiB, held only while the layer runs).  Returns 0 with *out set, or -errno (-E2BIG: the
  * transformed weights would pass the budget; the caller falls back). */
 int fast_plan_new(struct fast_plan **out, const struct fast_args *a, struct fast_weights *fw,
                   char *err);
