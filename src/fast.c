@@ -30,12 +30,6 @@
 #define TMAX 6 /* products of the largest scheme */
 #define MMAX 4 /* outputs of the largest scheme */
 
-/* Scratch of one task (transformed input and products of a chunk of tiles),
- * and the chunking policy: at least FAST_MIN_SPLIT chunks per group when
- * that leaves FAST_MIN_CHUNK tiles or more in each. */
-#define FAST_SCRATCH_BYTES ((size_t)48 << 20)
-#define FAST_MIN_SPLIT     4
-#define FAST_MIN_CHUNK     128
 /* Inline filters are transformed per request only up to this size. */
 #define FAST_INLINE_MAX_BYTES ((size_t)32 << 20)
 
@@ -442,7 +436,6 @@ struct fast_plan {
 	struct stage *stages;
 	size_t nstages, floats; /* floats: the largest stage's buffer */
 	size_t own;             /* inline filters: bytes each run transforms */
-	double macs;
 };
 
 /* Transform work of one tile in multiply-add equivalents: each term costs
@@ -583,15 +576,11 @@ static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 		for (sc = 0; sc < FAST_NSCHEMES; sc++)
 			if (p->rows.n[sr] > 0 && p->cols.n[sc] > 0) {
 				struct group *g = &p->g[p->ng++];
-				double tiles;
 
 				g->sr = sr;
 				g->sc = sc;
 				g->nr = p->rows.n[sr];
 				g->nc = p->cols.n[sc];
-				tiles = (double)a->n * (double)g->nr * (double)g->nc;
-				p->macs += tiles * schemes[sr].t * schemes[sc].t * (double)a->c *
-				           (double)a->k;
 				own += pair_bytes(sr, sc, a->c, a->k);
 			}
 	if (fw == NULL && own > FAST_INLINE_MAX_BYTES)
@@ -652,16 +641,6 @@ void fast_plan_free(struct fast_plan *p)
 	free(p->segs);
 	free(p->stages);
 	free(p);
-}
-
-double fast_plan_macs(const struct fast_plan *p)
-{
-	return p->macs;
-}
-
-size_t fast_plan_bytes(const struct fast_plan *p)
-{
-	return p->floats * sizeof(float);
 }
 
 /* ---- run ---- */
