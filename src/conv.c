@@ -30,6 +30,8 @@
 #define CONV_PADDED_MAX_FLOPS   5e7
 #define CONV_PADDED_MIN_REGIONS 9
 #define CONV_MIN_TILE           128
+/* The direct kernel's padded input: at most this many floats (4 MiB). */
+#define DIRECT_PAD_MAX ((double)(1 << 20))
 
 struct seg {
 	int64_t start, len; /* output positions [start, start + len) */
@@ -281,12 +283,18 @@ static struct fast_args fast_args_of(const struct conv_plan *p)
 }
 
 /* Tiny convolutions (fixed costs rule them) run the direct kernel under
- * auto: output channels in whole vectors, written whole, on the calling
- * thread. */
+ * auto: output channels in whole vectors, written whole, most taps reading
+ * input (it computes them all), and a padded copy of the input of at most
+ * DIRECT_PAD_MAX floats (a rate far beyond the map would pad it hugely). */
 static int direct_applies(const struct conv_plan *p)
 {
+	double padded = (double)p->n * (double)p->c *
+	                ((double)p->oh + (double)(p->kh - 1) * (double)p->rh) *
+	                ((double)p->ow + (double)(p->kw - 1) * (double)p->rw);
+
 	return !p->accumulate && !p->skip_center && p->o % DIRECT_VL == 0 && p->n > 0 &&
-	       p->oh > 0 && p->ow > 0 && p->nominal <= CONV_DIRECT_MAX_FLOPS;
+	       p->oh > 0 && p->ow > 0 && p->nominal <= CONV_DIRECT_MAX_FLOPS &&
+	       p->useful >= p->nominal / 2 && padded <= DIRECT_PAD_MAX;
 }
 
 /* The region plan's cost in multiply-add equivalents: its GEMMs and the

@@ -284,6 +284,11 @@ START_TEST(test_auto_choice)
 	ck_assert_str_eq(
 	        run_case(1, 28, 28, 3, 5, 5, 32, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
 	        "direct");
+	/* tiny, but nearly every tap reads padding (and padding the input for
+	 * the direct kernel would take 8001 x 8001 pixels): regions */
+	ck_assert_str_eq(
+	        run_case(1, 2, 2, 8, 9, 9, 8, 1000, 1000, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
+	        "im2col");
 	ck_assert_str_eq(
 	        run_case(1, 9, 9, 256, 3, 3, 256, 12, 12, CONV_SAME, 0, 0, CONV_ALGO_AUTO, 1).algo,
 	        "im2col");
