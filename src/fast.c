@@ -582,6 +582,9 @@ static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 				g->nr = p->rows.n[sr];
 				g->nc = p->cols.n[sc];
 				own += pair_bytes(sr, sc, a->c, a->k);
+				if (tile_floats(p, g) * sizeof(float) > FAST_STAGE_BYTES)
+					return err_set(err, -E2BIG,
+					               "one tile would pass the stage buffer");
 			}
 	if (fw == NULL && own > FAST_INLINE_MAX_BYTES)
 		return err_set(err, -E2BIG, "transformed filters would take %zu MiB", own >> 20);
