@@ -656,7 +656,9 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int vi __attribute__((vector_size(VL * sizeof(int))));
 
 /* The vector helpers are static and inlined: no ABI crosses them. */
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
