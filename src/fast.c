@@ -652,6 +652,26 @@ void fast_plan_free(struct fast_plan *p)
  * inputs (or products) for those channels, both 1-D transforms, one store
  * per result.  Each scheme pair has its own copy of the code, in which the
  * matrices are constants (zero terms vanish, loops unroll). */
+/* Each scheme pair gets its own copy of the transforms, the schemes'
+ * matrices constant and the loops unrolled in it.  Sanitizer builds
+ * instrument every operation of those copies (minutes of compiling): they
+ * run one copy instead, the same code with the schemes read at run time. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAST_SPECIALISE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAST_SPECIALISE 0
+#endif
+#endif
+#ifndef FAST_SPECIALISE
+#define FAST_SPECIALISE 1
+#endif
+#if FAST_SPECIALISE
+#define UNROLL _Pragma("GCC unroll 6")
+#else
+#define UNROLL
+#endif
+
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int vi __attribute__((vector_size(VL * sizeof(int))));
 
@@ -688,7 +708,7 @@ INLINE vf vcomb(const float *coef, const vf *x, int n, int stride)
 	vf y = { 0 };
 	int i;
 
-#pragma GCC unroll 6
+	UNROLL
 	for (i = 0; i < n; i++)
 		if (coef[i] != 0)
 			y += coef[i] * x[i * stride];
@@ -732,29 +752,29 @@ INLINE void input_tile(const struct fast_args *a, const struct scheme *sr, const
 	for (c0 = 0; c0 < a->c; c0 += VL) {
 		int nv = a->c - c0 < VL ? (int)(a->c - c0) : VL;
 
-#pragma GCC unroll 6
+		UNROLL
 		for (q = 0; q < sr->nin; q++)
-#pragma GCC unroll 6
-			for (s = 0; s < sc->nin; s++)
-				x[q][s] = src[q][s] == NULL ? (vf){ 0 }
-				          : nv == VL        ? vload(src[q][s] + c0, VL)
-				                            : vload(src[q][s] + c0, nv);
-#pragma GCC unroll 6
+			UNROLL
+		for (s = 0; s < sc->nin; s++)
+			x[q][s] = src[q][s] == NULL ? (vf){ 0 }
+			          : nv == VL        ? vload(src[q][s] + c0, VL)
+			                            : vload(src[q][s] + c0, nv);
+		UNROLL
 		for (i = 0; i < sr->t; i++)
-#pragma GCC unroll 6
-			for (s = 0; s < sc->nin; s++)
-				t[i][s] = vcomb(sr->bt[i], &x[0][s], sr->nin, TMAX);
-#pragma GCC unroll 6
+			UNROLL
+		for (s = 0; s < sc->nin; s++)
+			t[i][s] = vcomb(sr->bt[i], &x[0][s], sr->nin, TMAX);
+		UNROLL
 		for (i = 0; i < sr->t; i++)
-#pragma GCC unroll 6
-			for (j = 0; j < sc->t; j++) {
-				vf r = vcomb(sc->bt[j], t[i], sc->nin, 1);
+			UNROLL
+		for (j = 0; j < sc->t; j++) {
+			vf r = vcomb(sc->bt[j], t[i], sc->nin, 1);
 
-				if (nv == VL)
-					vstore(v + (i * sc->t + j) * ld + c0, r, VL);
-				else
-					vstore(v + (i * sc->t + j) * ld + c0, r, nv);
-			}
+			if (nv == VL)
+				vstore(v + (i * sc->t + j) * ld + c0, r, VL);
+			else
+				vstore(v + (i * sc->t + j) * ld + c0, r, nv);
+		}
 	}
 }
 
@@ -773,14 +793,14 @@ INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, cons
 		int nv = a->k - k0 < VL ? (int)(a->k - k0) : VL;
 		vf b = a->bias == NULL ? zero : vload(a->bias + k0, nv);
 
-#pragma GCC unroll 6
+		UNROLL
 		for (i = 0; i < sr->t; i++)
-#pragma GCC unroll 6
-			for (j = 0; j < sc->t; j++)
-				x[i][j] = nv == VL ? vload(m + (i * sc->t + j) * ld + k0, VL)
-				                   : vload(m + (i * sc->t + j) * ld + k0, nv);
+			UNROLL
+		for (j = 0; j < sc->t; j++)
+			x[i][j] = nv == VL ? vload(m + (i * sc->t + j) * ld + k0, VL)
+			                   : vload(m + (i * sc->t + j) * ld + k0, nv);
 		for (u = 0; u < tr->len; u++) {
-#pragma GCC unroll 6
+			UNROLL
 			for (j = 0; j < sc->t; j++)
 				t[j] = vcomb(sr->at[u], &x[0][j], sr->t, TMAX);
 			for (v = 0; v < tc->len; v++) {
@@ -825,6 +845,9 @@ struct tile_range {
 		(void)cnt_;                                                                        \
 	} while (0)
 
+typedef void (*tile_fn)(const struct tile_range *r);
+
+#if FAST_SPECIALISE
 #define PAIR_FN(A, B)                                                                              \
 	FAST_CLONES static void in_##A##_##B(const struct tile_range *r)                           \
 	{                                                                                          \
@@ -846,7 +869,6 @@ ROW_FNS(F2)
 ROW_FNS(F3)
 ROW_FNS(F4)
 
-typedef void (*tile_fn)(const struct tile_range *r);
 #define ROW_ENTRY(A, pre)                                                                          \
 	{                                                                                          \
 		pre##A##_S1, pre##A##_S2, pre##A##_F2, pre##A##_F3, pre##A##_F4                    \
@@ -859,6 +881,26 @@ static const tile_fn out_fns[FAST_NSCHEMES][FAST_NSCHEMES] = {
 	ROW_ENTRY(S1, out_), ROW_ENTRY(S2, out_), ROW_ENTRY(F2, out_), ROW_ENTRY(F3, out_),
 	ROW_ENTRY(F4, out_)
 };
+
+#define TILE_FN(out, g) ((out) ? out_fns : in_fns)[(g)->sr][(g)->sc]
+#else
+static void in_any(const struct tile_range *r)
+{
+	const struct fast_args *a = &r->p->a;
+
+	TILE_LOOP(input_tile(a, &schemes[g_->sr], &schemes[g_->sc], tr_, tc_, n_, r->in,
+	                     r->buf + r->sg->v + i_ * a->c, cnt_ * a->c));
+}
+
+static void out_any(const struct tile_range *r)
+{
+	const struct fast_args *a = &r->p->a;
+
+	TILE_LOOP(output_tile(a, &schemes[g_->sr], &schemes[g_->sc], tr_, tc_, n_,
+	                      r->buf + r->sg->m + i_ * a->k, cnt_ * a->k, r->out));
+}
+#define TILE_FN(out, g) ((out) ? out_any : in_any)
+#endif
 
 struct stage_run {
 	const struct fast_plan *p;
@@ -891,7 +933,7 @@ static void tile_task(void *arg, size_t i, void *scratch)
 
 			r.t1 = r.t0 + FAST_TILES_PER_TASK < sg->t1 ? r.t0 + FAST_TILES_PER_TASK
 			                                           : sg->t1;
-			(sr->output ? out_fns : in_fns)[g->sr][g->sc](&r);
+			TILE_FN(sr->output, g)(&r);
 			return;
 		}
 		i -= n;
