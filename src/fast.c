@@ -899,7 +899,7 @@ static void out_any(const struct tile_range *r)
 	TILE_LOOP(output_tile(a, &schemes[g_->sr], &schemes[g_->sc], tr_, tc_, n_,
 	                      r->buf + r->sg->m + i_ * a->k, cnt_ * a->k, r->out));
 }
-#define TILE_FN(out, g) ((out) ? out_any : in_any)
+#define TILE_FN(out, g) ((void)(g), (out) ? out_any : in_any)
 #endif
 
 struct stage_run {
