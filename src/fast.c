@@ -105,7 +105,7 @@ struct fast_weights {
 	const float *filters; /* borrowed: [3, 3, c, k] */
 	int64_t c, k;
 	float *u[FAST_NSCHEMES][FAST_NSCHEMES];
-	size_t bytes;
+	atomic_size_t bytes; /* written under lock, read by /metrics without */
 	int warned;
 };
 
@@ -155,14 +155,14 @@ void fast_weights_free(struct fast_weights *fw)
 	for (i = 0; i < FAST_NSCHEMES; i++)
 		for (j = 0; j < FAST_NSCHEMES; j++)
 			free(fw->u[i][j]);
-	atomic_fetch_sub(&total_bytes, fw->bytes);
+	atomic_fetch_sub(&total_bytes, atomic_load(&fw->bytes));
 	pthread_mutex_destroy(&fw->lock);
 	free(fw);
 }
 
 size_t fast_weights_bytes(const struct fast_weights *fw)
 {
-	return fw ? fw->bytes : 0;
+	return fw ? atomic_load(&fw->bytes) : 0;
 }
 
 static size_t pair_bytes(int sr, int sc, int64_t c, int64_t k)
@@ -260,7 +260,7 @@ static const float *weights_get(struct fast_weights *fw, int sr, int sc, int *rc
 		goto out;
 	}
 	fw->u[sr][sc] = u;
-	fw->bytes += need;
+	atomic_fetch_add(&fw->bytes, need);
 out:
 	pthread_mutex_unlock(&fw->lock);
 	return u;
