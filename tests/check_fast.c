@@ -28,12 +28,9 @@
 static struct tensor *rand_tensor(int rank, int64_t a, int64_t b, int64_t c, int64_t d,
                                   uint64_t seed)
 {
-	int64_t dim[4] = { a, b, c, d };
-	struct tensor *t;
-	char err[ERR_LEN];
+	struct tensor *t = ref_tensor(rank, a, b, c, d, seed);
 
-	ck_assert_int_eq(tensor_new(&t, rank, dim, err), 0);
-	ref_fill(t->data, t->count, seed);
+	ck_assert_ptr_nonnull(t);
 	return t;
 }
 

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "error.h"
 #include "ref.h"
 
 void ref_fill(float *v, size_t n, uint64_t seed)
@@ -18,6 +19,18 @@ void ref_fill(float *v, size_t n, uint64_t seed)
 		s ^= s << 17;
 		v[i] = (float)((double)(s >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
 	}
+}
+
+struct tensor *ref_tensor(int rank, int64_t a, int64_t b, int64_t c, int64_t d, uint64_t seed)
+{
+	int64_t dim[4] = { a, b, c, d };
+	struct tensor *t;
+	char err[ERR_LEN];
+
+	if (tensor_new(&t, rank, dim, err) < 0)
+		return NULL;
+	ref_fill(t->data, t->count, seed);
+	return t;
 }
 
 int ref_atrous2d(const float *x, const int64_t xd[4], const float *f, const int64_t fd[4],

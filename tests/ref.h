@@ -3,7 +3,10 @@
 #ifndef ATROUSD_REF_H
 #define ATROUSD_REF_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "tensor.h"
 
 /* Direct dilated cross-correlation in double, straight from TensorFlow's
  * definition with SAME padding split floor/ceil.  Writes out[n,oh,ow,o] and,
@@ -15,5 +18,9 @@ int ref_atrous2d(const float *x, const int64_t xd[4], const float *f, const int6
 
 /* Fill n floats with deterministic pseudo-random values in [-1, 1). */
 void ref_fill(float *v, size_t n, uint64_t seed);
+
+/* A tensor of the first rank of dims a, b, c, d filled by ref_fill, or NULL
+ * when it cannot be made. */
+struct tensor *ref_tensor(int rank, int64_t a, int64_t b, int64_t c, int64_t d, uint64_t seed);
 
 #endif
