@@ -429,10 +429,15 @@ def plot(results, path):
     series = [("PyTorch %s" % results["torch_version"], "torch_ms", "#999999"),
               ("atrousd compute (KServe binary, compute_us)", "server_compute_ms", "#1f77b4"),
               ("atrousd over HTTP (binary KServe)", "http_ms", "#ff7f0e")]
+    top = 2.0  # taller bars (HTTP on sub-millisecond cases) are cut and labelled
     for k, (label, key, color) in enumerate(series):
         vals = [cases[n].get(key) or 0 for n in names]
-        axes[0].bar(xs + (k - 1) * width, [v / max(cases[n]["torch_ms"] or 1, 1e-9) for v, n in zip(vals, names)],
-                    width, label=label, color=color)
+        rel = [v / max(cases[n]["torch_ms"] or 1, 1e-9) for v, n in zip(vals, names)]
+        axes[0].bar(xs + (k - 1) * width, [min(r, top) for r in rel], width, label=label, color=color)
+        for x, r in zip(xs + (k - 1) * width, rel):
+            if r > top:
+                axes[0].text(x, top * 0.97, "%.1f" % r, ha="center", va="top", fontsize=7, rotation=90)
+    axes[0].set_ylim(0, top)
     axes[0].axhline(1.0, color="black", linewidth=0.8)
     axes[0].set_xticks(xs)
     axes[0].set_xticklabels([LABELS[n] for n in names], rotation=20, fontsize=8)
