@@ -484,9 +484,10 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 			                    .models_loaded = models_count(a->models),
 			                    .fast_budget = (size_t)a->cfg->fast_weights_budget };
 		struct fast_list fl = { 0 };
+		size_t i;
 
 		models_foreach(a->models, fast_one, &fl);
-		for (size_t i = 0; i < fl.n; i++)
+		for (i = 0; i < fl.n; i++)
 			fl.v[i].model = fl.names[i];
 		g.fast = fl.v;
 		g.nfast = fl.n;

@@ -144,7 +144,6 @@ static void multi_task(void *arg, size_t i, void *scratch)
 	}
 }
 
-/* Spatial mean, 1x1 conv, broadcast into channels [0, Op) of concat. */
 /* Run a 1x1 sub-layer (pooling, projection): FLOPs count, its algorithm is
  * not listed (only the branches are). */
 static int run_sub(const struct conv_layer *c, const struct tensor *in,
@@ -328,7 +327,7 @@ struct branch_exec {
 	struct multi m;
 	struct fused fused;
 	size_t ntasks, scratch, tiles;
-	int use_fusion, fast;   /* fast: branches that run minimal filtering */
+	int use_fusion, fast;   /* fast: branches that run whole (fast, direct) */
 	double useful, nominal; /* of the branches; nominal decides the fan-out */
 };
 
@@ -417,9 +416,9 @@ static int plan_each(const struct aspp *a, const struct tensor *in, struct tenso
 	return 0;
 }
 
-/* Plan the branches: minimal filtering where it is chosen; the centre-tap
- * fusion only when no branch runs fast (a fast branch computes its centre
- * tap in its own products). */
+/* Plan the branches: minimal filtering or the direct kernel where chosen;
+ * the centre-tap fusion only when no branch runs either (they compute their
+ * centre taps themselves). */
 static int plan_branches(const struct aspp *a, const struct tensor *in, struct tensor *concat,
                          int64_t off, struct branch_exec *x, char *err)
 {
