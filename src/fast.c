@@ -401,10 +401,8 @@ static void axis_free(struct axis *ax)
  * so OpenBLAS packs each weight matrix once a stage), output transforms. */
 #define FAST_STAGE_BYTES    ((size_t)31 << 20)
 #define FAST_TILES_PER_TASK 8
-#define VL                  8 /* channels per vector in the transforms */
-#ifndef FAST_ACC_BLOCK
-#define FAST_ACC_BLOCK 128
-#endif
+#define VL                  8   /* channels per vector in the transforms */
+#define FAST_ACC_BLOCK      128 /* channels summed apart in F(3,3), F(4,3) */
 
 struct group {
 	int sr, sc;
