@@ -401,8 +401,9 @@ static void axis_free(struct axis *ax)
  * so OpenBLAS packs each weight matrix once a stage), output transforms. */
 #define FAST_STAGE_BYTES    ((size_t)31 << 20)
 #define FAST_TILES_PER_TASK 8
-#define VL                  8   /* channels per vector in the transforms */
-#define FAST_ACC_BLOCK      128 /* channels summed apart in F(3,3), F(4,3) */
+#define VL                  8                   /* channels per vector in the transforms */
+#define FAST_ACC_BLOCK      128                 /* channels summed apart in F(3,3), F(4,3) */
+#define FAST_CANCEL_MACS    ((int64_t)64 << 20) /* per sgemm call, as conv.h's */
 
 struct group {
 	int sr, sc;
@@ -965,12 +966,24 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 			 * sqrt(block) instead of sqrt(C), which the output
 			 * transform of F(3,3) and F(4,3) then amplifies. */
 			for (c0 = 0; c0 < a->c; c0 += blk) {
-				int64_t nc = a->c - c0 < blk ? a->c - c0 : blk;
+				int64_t nc = a->c - c0 < blk ? a->c - c0 : blk, r0;
+				/* rows of tiles in runs of FAST_CANCEL_MACS at most, the
+				 * cancellation flag looked at before each */
+				int64_t rows = FAST_CANCEL_MACS / (nc * a->k);
 
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cnt,
-				            (int)a->k, (int)nc, 1.0f, v + c0, (int)a->c,
-				            u + c0 * a->k, (int)a->k, c0 == 0 ? 0.0f : 1.0f, m,
-				            (int)a->k);
+				if (rows < 1)
+					rows = 1;
+				for (r0 = 0; r0 < cnt; r0 += rows) {
+					int64_t nr = cnt - r0 < rows ? cnt - r0 : rows;
+
+					if (par_cancelled())
+						return; /* the output is garbage nobody reads */
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					            (int)nr, (int)a->k, (int)nc, 1.0f,
+					            v + r0 * a->c + c0, (int)a->c, u + c0 * a->k,
+					            (int)a->k, c0 == 0 ? 0.0f : 1.0f, m + r0 * a->k,
+					            (int)a->k);
+				}
 			}
 			return;
 		}
