@@ -6,9 +6,10 @@
  * activation) and a broadcast; an optional 1x1 projection follows the
  * concatenation.  With a projection, the broadcast is never made: image
  * pooling's share of the projection is the same for every pixel, so it is
- * added as a bias of each image.  Branches use SAME padding and write their channel slice of
- * the concatenation directly.  When the input is at least ASPP_FUSION_RATIO
- * times wider than the widest branch and every kernel is odd, the branches'
+ * added as a bias of each image.  Branches use SAME padding and write their
+ * channel slice of the concatenation directly.  When the input is at least
+ * ASPP_FUSION_RATIO times wider than the widest branch, every kernel is odd
+ * and no branch runs minimal filtering or the direct kernel, the branches'
  * centre taps run as one GEMM straight from the input (N = sum of the branch
  * outputs), the other taps accumulate, and bias/activation come last.
  */
