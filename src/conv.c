@@ -835,7 +835,7 @@ static void direct_task(void *arg, size_t i, void *scratch)
 static int direct_run(const struct conv_plan *p, const float *in, float *out,
                       const struct par_runner *runner)
 {
-	int64_t hp = p->oh + (p->kh - 1) * p->rh, wp = p->ow + (p->kw - 1) * p->rw, n, y, x;
+	int64_t hp = p->oh + (p->kh - 1) * p->rh, wp = p->ow + (p->kw - 1) * p->rw, n, y;
 	struct direct_ctx d;
 	float *pad;
 	int rc;
@@ -845,19 +845,16 @@ static int direct_run(const struct conv_plan *p, const float *in, float *out,
 	pad = calloc((size_t)(p->n * hp * wp * p->c), sizeof(float));
 	if (pad == NULL)
 		return -ENOMEM;
+	/* input column x lands in padded column pl + x; padding is never
+	 * negative, and VALID's padded width is the input's */
 	for (n = 0; n < p->n; n++)
 		for (y = 0; y < hp; y++) {
-			int64_t iy = y - p->pt, x0 = p->pl, x1;
+			int64_t iy = y - p->pt, cols = wp - p->pl < p->w ? wp - p->pl : p->w;
 
-			if (iy < 0 || iy >= p->h)
-				continue;
-			/* the input columns this padded row holds: [x0 - pl, ...) */
-			x1 = p->w + p->pl < wp ? p->w + p->pl : wp;
-			x = x0 < 0 ? -x0 : 0;
-			if (x0 + x < x1)
-				memcpy(pad + ((n * hp + y) * wp + x0 + x) * p->c,
-				       in + ((n * p->h + iy) * p->w + x) * p->c,
-				       (size_t)((x1 - x0 - x) * p->c) * sizeof(float));
+			if (iy >= 0 && iy < p->h && cols > 0)
+				memcpy(pad + ((n * hp + y) * wp + p->pl) * p->c,
+				       in + ((n * p->h + iy) * p->w) * p->c,
+				       (size_t)(cols * p->c) * sizeof(float));
 		}
 	d = (struct direct_ctx){ p, pad, hp, wp, out };
 	rc = par_run(runner, (size_t)((p->n * p->oh + DIRECT_TASK_ROWS - 1) / DIRECT_TASK_ROWS), 64,
