@@ -15,7 +15,6 @@
  */
 #include "autoconfig.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +25,7 @@
 
 #include "error.h"
 #include "fast.h"
+#include "gemm.h"
 #include "par.h"
 
 #define TMAX 6 /* products of the largest scheme */
@@ -165,9 +165,15 @@ size_t fast_weights_bytes(const struct fast_weights *fw)
 	return fw ? atomic_load(&fw->bytes) : 0;
 }
 
+/* Floats of one product's weights [c x k], packed for the GEMM kernel. */
+static size_t prod_floats(int64_t c, int64_t k)
+{
+	return gemm_packed_floats(c, k);
+}
+
 static size_t pair_bytes(int sr, int sc, int64_t c, int64_t k)
 {
-	return (size_t)(schemes[sr].t * schemes[sc].t) * (size_t)c * (size_t)k * sizeof(float);
+	return (size_t)(schemes[sr].t * schemes[sc].t) * prod_floats(c, k) * sizeof(float);
 }
 
 /* Elements of the weights transformed at a time: the row transform's
@@ -175,12 +181,14 @@ static size_t pair_bytes(int sr, int sc, int64_t c, int64_t k)
 #define FAST_WEIGHT_CHUNK 2048
 
 /* U[i][j] = G_r[i] W G_c[j]^T for every product (i, j), in double, rows
- * then columns, a chunk of W's [c][k] elements at a time; -ECANCELED when the
- * request is cancelled meanwhile (u is then incomplete). */
+ * then columns, a chunk of W's [c][k] elements at a time, each product's
+ * [c x k] stored packed for the GEMM kernel (u zeroed before: the padding
+ * stays so); -ECANCELED when the request is cancelled meanwhile (u is then
+ * incomplete). */
 static int transform_weights(const float *w, int64_t c, int64_t k, int sr, int sc, float *u)
 {
 	const struct scheme *a = &schemes[sr], *b = &schemes[sc];
-	int64_t ck = c * k, e0, e, n;
+	int64_t ck = c * k, per = (int64_t)prod_floats(c, k), e0, e, n;
 	double(*h)[3][FAST_WEIGHT_CHUNK] = malloc(TMAX * sizeof(*h));
 	int i, j, x, y;
 
@@ -209,12 +217,19 @@ static int transform_weights(const float *w, int64_t c, int64_t k, int sr, int s
 		/* U[i][j] = sum_x h[i][x] G_c[j][x] */
 		for (i = 0; i < a->t; i++)
 			for (j = 0; j < b->t; j++) {
-				float *dst = u + (int64_t)(i * b->t + j) * ck + e0;
+				float *dst = u + (int64_t)(i * b->t + j) * per;
 				double g0 = b->g[j][0], g1 = b->g[j][1], g2 = b->g[j][2];
+				int64_t ci = e0 / k, ki = e0 % k;
 
-				for (e = 0; e < n; e++)
-					dst[e] = (float)(g0 * h[i][0][e] + g1 * h[i][1][e] +
-					                 g2 * h[i][2][e]);
+				for (e = 0; e < n; e++) {
+					dst[gemm_packed_at(c, ci, ki)] =
+					        (float)(g0 * h[i][0][e] + g1 * h[i][1][e] +
+					                g2 * h[i][2][e]);
+					if (++ki == k) {
+						ki = 0;
+						ci++;
+					}
+				}
 			}
 	}
 	free(h);
@@ -247,7 +262,7 @@ static const float *weights_get(struct fast_weights *fw, int sr, int sc, int *rc
 		fw->warned = 1;
 		goto out;
 	}
-	u = malloc(need);
+	u = calloc(1, need);
 	if (u == NULL) {
 		atomic_fetch_sub(&total_bytes, need);
 		goto out;
@@ -402,7 +417,6 @@ static void axis_free(struct axis *ax)
 #define FAST_STAGE_BYTES    ((size_t)31 << 20)
 #define FAST_TILES_PER_TASK 8
 #define VL                  8                   /* channels per vector in the transforms */
-#define FAST_ACC_BLOCK      128                 /* channels summed apart in F(3,3), F(4,3) */
 #define FAST_CANCEL_MACS    ((int64_t)64 << 20) /* per sgemm call, as conv.h's */
 
 struct group {
@@ -940,11 +954,14 @@ static void tile_task(void *arg, size_t i, void *scratch)
 	}
 }
 
-/* GEMM task i of a stage: one product of one segment, every tile. */
+/* GEMM task i of a stage: one product of one segment, every tile, in runs
+ * of rows of at most FAST_CANCEL_MACS, the cancellation flag looked at
+ * before each. */
 static void gemm_task(void *arg, size_t i, void *scratch)
 {
 	const struct stage_run *sr = arg;
 	const struct fast_args *a = &sr->p->a;
+	const struct gemm_kernel *gk = gemm_best();
 	size_t k;
 
 	(void)scratch;
@@ -956,34 +973,18 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 
 		if (i < prods) {
 			const float *v = sr->buf + sg->v + (int64_t)i * cnt * a->c,
-			            *u = sr->u[sg->g] + (int64_t)i * a->c * a->k;
+			            *u = sr->u[sg->g] +
+			                 (int64_t)i * (int64_t)prod_floats(a->c, a->k);
 			float *m = sr->buf + sg->m + (int64_t)i * cnt * a->k;
-			int64_t c0,
-			        blk = g->sr >= FAST_F3 || g->sc >= FAST_F3 ? FAST_ACC_BLOCK : a->c;
+			int64_t rows = FAST_CANCEL_MACS / (a->c * a->k), r0;
 
-			/* In blocks of channels, each summed apart and added to
-			 * the product so far: float accumulation errs by about
-			 * sqrt(block) instead of sqrt(C), which the output
-			 * transform of F(3,3) and F(4,3) then amplifies. */
-			for (c0 = 0; c0 < a->c; c0 += blk) {
-				int64_t nc = a->c - c0 < blk ? a->c - c0 : blk, r0;
-				/* rows of tiles in runs of FAST_CANCEL_MACS at most, the
-				 * cancellation flag looked at before each */
-				int64_t rows = FAST_CANCEL_MACS / (nc * a->k);
-
-				if (rows < 1)
-					rows = 1;
-				for (r0 = 0; r0 < cnt; r0 += rows) {
-					int64_t nr = cnt - r0 < rows ? cnt - r0 : rows;
-
-					if (par_cancelled())
-						return; /* the output is garbage nobody reads */
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-					            (int)nr, (int)a->k, (int)nc, 1.0f,
-					            v + r0 * a->c + c0, (int)a->c, u + c0 * a->k,
-					            (int)a->k, c0 == 0 ? 0.0f : 1.0f, m + r0 * a->k,
-					            (int)a->k);
-				}
+			if (rows < 1)
+				rows = 1;
+			for (r0 = 0; r0 < cnt; r0 += rows) {
+				if (par_cancelled())
+					return; /* the output is garbage nobody reads */
+				gemm_run(gk, cnt - r0 < rows ? cnt - r0 : rows, a->k, a->c,
+				         v + r0 * a->c, a->c, u, m + r0 * a->k, a->k);
 			}
 			return;
 		}
@@ -998,7 +999,7 @@ static int inline_weights(const struct fast_plan *p, struct stage_run *sr, float
 	float *u;
 	int i, rc;
 
-	*own = u = malloc(p->own);
+	*own = u = calloc(1, p->own);
 	if (u == NULL)
 		return -ENOMEM;
 	for (i = 0; i < p->ng; i++) {

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/* gemm.c - register-blocked C = A . B over a B packed in column panels.
+ *
+ * A block computes an mr x nr tile of C (nr: one or two panels) over kc
+ * rows of B: the tile's sums stay in registers, each step broadcasts one
+ * value of each of A's rows and multiplies it by one row of the panels.
+ * gemm_run walks B's blocks of GEMM_KC rows, in each the column blocks (a
+ * block's kc x nr floats stay in L1 while every row block of A passes
+ * them), and adds each block's sums to C.  Tiles at the edges are computed whole, rows of A past
+ * the last repeat it, and only the results that exist are stored.
+ */
+#include "autoconfig.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define GEMM_X86 1
+#endif
+
+#define MRMAX 6
+#define NRMAX 32
+
+/* C's tile from sums held in t (row stride NRMAX): the mr x nr that exist. */
+static void store_tile(const float *t, float *c, int64_t ldc, int mr, int nr, int add)
+{
+	int i, j;
+
+	for (i = 0; i < mr; i++)
+		for (j = 0; j < nr; j++)
+			c[i * ldc + j] = add ? c[i * ldc + j] + t[i * NRMAX + j] : t[i * NRMAX + j];
+}
+
+/* Rows of A, the ones past mr repeating the last (their sums are dropped). */
+static void a_rows(const float *a, int64_t lda, int mr, int n, const float **rows)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		rows[i] = a + (i < mr ? i : mr - 1) * lda;
+}
+
+/* Portable: 4 x 16, in plain C the compiler vectorises as it can. */
+static void block_generic(const float *a, int64_t lda, const float *b, int64_t pstride, int64_t kc,
+                          float *c, int64_t ldc, int mr, int nr, int add)
+{
+	float t[4 * NRMAX] = { 0 };
+	const float *r[4];
+	int64_t p;
+	int i, j;
+
+	(void)pstride;
+	a_rows(a, lda, mr, 4, r);
+	for (p = 0; p < kc; p++, b += 16)
+		for (i = 0; i < 4; i++) {
+			float x = r[i][p];
+
+			for (j = 0; j < 16; j++)
+				t[i * NRMAX + j] += x * b[j];
+		}
+	store_tile(t, c, ldc, mr, nr, add);
+}
+
+#ifdef GEMM_X86
+/* 6 x 16 in twelve 8-wide sums. */
+__attribute__((target("avx2,fma"))) static void block_avx2(const float *a, int64_t lda,
+                                                           const float *b, int64_t pstride,
+                                                           int64_t kc, float *c, int64_t ldc,
+                                                           int mr, int nr, int add)
+{
+	__m256 s[6][2];
+	const float *r[6];
+	int64_t p;
+	int i;
+
+	(void)pstride;
+	a_rows(a, lda, mr, 6, r);
+	for (i = 0; i < 6; i++)
+		s[i][0] = s[i][1] = _mm256_setzero_ps();
+	for (p = 0; p < kc; p++, b += 16) {
+		__m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+
+#pragma GCC unroll 6
+		for (i = 0; i < 6; i++) {
+			__m256 x = _mm256_broadcast_ss(r[i] + p);
+
+			s[i][0] = _mm256_fmadd_ps(x, b0, s[i][0]);
+			s[i][1] = _mm256_fmadd_ps(x, b1, s[i][1]);
+		}
+	}
+	if (mr == 6 && nr == 16) {
+#pragma GCC unroll 6
+		for (i = 0; i < 6; i++) {
+			float *ci = c + i * ldc;
+
+			if (add) {
+				s[i][0] = _mm256_add_ps(_mm256_loadu_ps(ci), s[i][0]);
+				s[i][1] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), s[i][1]);
+			}
+			_mm256_storeu_ps(ci, s[i][0]);
+			_mm256_storeu_ps(ci + 8, s[i][1]);
+		}
+	} else {
+		float t[MRMAX * NRMAX];
+
+		for (i = 0; i < 6; i++) {
+			_mm256_storeu_ps(t + i * NRMAX, s[i][0]);
+			_mm256_storeu_ps(t + i * NRMAX + 8, s[i][1]);
+		}
+		store_tile(t, c, ldc, mr, nr, add);
+	}
+}
+
+/* 6 x 32 (two panels) in twelve 16-wide sums. */
+__attribute__((target("avx512f"))) static void block_avx512(const float *a, int64_t lda,
+                                                            const float *b, int64_t pstride,
+                                                            int64_t kc, float *c, int64_t ldc,
+                                                            int mr, int nr, int add)
+{
+	/* a lone last panel is read twice, its second sums dropped */
+	const float *b2 = nr > 16 ? b + pstride : b;
+	__m512 s[6][2];
+	const float *r[6];
+	int64_t p;
+	int i;
+
+	a_rows(a, lda, mr, 6, r);
+	for (i = 0; i < 6; i++)
+		s[i][0] = s[i][1] = _mm512_setzero_ps();
+	for (p = 0; p < kc; p++, b += 16, b2 += 16) {
+		__m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b2);
+
+#pragma GCC unroll 6
+		for (i = 0; i < 6; i++) {
+			__m512 x = _mm512_set1_ps(r[i][p]);
+
+			s[i][0] = _mm512_fmadd_ps(x, b0, s[i][0]);
+			s[i][1] = _mm512_fmadd_ps(x, b1, s[i][1]);
+		}
+	}
+	if (mr == 6 && nr == 32) {
+#pragma GCC unroll 6
+		for (i = 0; i < 6; i++) {
+			float *ci = c + i * ldc;
+
+			if (add) {
+				s[i][0] = _mm512_add_ps(_mm512_loadu_ps(ci), s[i][0]);
+				s[i][1] = _mm512_add_ps(_mm512_loadu_ps(ci + 16), s[i][1]);
+			}
+			_mm512_storeu_ps(ci, s[i][0]);
+			_mm512_storeu_ps(ci + 16, s[i][1]);
+		}
+	} else {
+		float t[MRMAX * NRMAX];
+
+		for (i = 0; i < 6; i++) {
+			_mm512_storeu_ps(t + i * NRMAX, s[i][0]);
+			_mm512_storeu_ps(t + i * NRMAX + 16, s[i][1]);
+		}
+		store_tile(t, c, ldc, mr, nr, add);
+	}
+}
+
+static const struct gemm_kernel k_avx512 = { "avx512", 6, 32, block_avx512 };
+static const struct gemm_kernel k_avx2 = { "avx2", 6, 16, block_avx2 };
+#endif
+static const struct gemm_kernel k_generic = { "generic", 4, 16, block_generic };
+
+static const struct gemm_kernel *kernels[4];
+static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
+
+static void kernels_find(void)
+{
+	int i = 0;
+
+#ifdef GEMM_X86
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		kernels[i++] = &k_avx512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		kernels[i++] = &k_avx2;
+#endif
+	kernels[i] = &k_generic;
+}
+
+const struct gemm_kernel *const *gemm_kernels(void)
+{
+	pthread_once(&kernels_once, kernels_find);
+	return kernels;
+}
+
+const struct gemm_kernel *gemm_best(void)
+{
+	return gemm_kernels()[0];
+}
+
+void gemm_run(const struct gemm_kernel *g, int64_t m, int64_t n, int64_t k, const float *a,
+              int64_t lda, const float *bp, float *c, int64_t ldc)
+{
+	int64_t k0, j0, i0;
+
+	if (k <= 0) {
+		for (i0 = 0; i0 < m; i0++)
+			memset(c + i0 * ldc, 0, (size_t)(n > 0 ? n : 0) * sizeof(float));
+		return;
+	}
+	for (k0 = 0; k0 < k; k0 += GEMM_KC) {
+		int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+
+		for (j0 = 0; j0 < n; j0 += g->nr) {
+			/* panel j0 / GEMM_PANEL starts at j0 * k; its block k0 rows in */
+			const float *b = bp + j0 * k + k0 * GEMM_PANEL;
+			int nr = n - j0 < g->nr ? (int)(n - j0) : g->nr;
+
+			for (i0 = 0; i0 < m; i0 += g->mr)
+				g->block(a + i0 * lda + k0, lda, b, k * GEMM_PANEL, kc,
+				         c + i0 * ldc + j0, ldc,
+				         m - i0 < g->mr ? (int)(m - i0) : g->mr, nr, k0 > 0);
+		}
+	}
+}
