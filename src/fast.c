@@ -448,8 +448,9 @@ struct fast_plan {
 	struct seg *segs;
 	size_t nsegs;
 	struct stage *stages;
-	size_t nstages, floats; /* floats: the largest stage's buffer */
+	size_t nstages, floats; /* floats: the largest stage's (or fused task's) buffer */
 	size_t own;             /* inline filters: bytes each run transforms */
+	int fused;              /* one pass of fused tasks, a segment each */
 };
 
 /* Transform work of one tile in multiply-add equivalents: each term costs
@@ -580,6 +581,49 @@ static int plan_stages(struct fast_plan *p)
 	return 0;
 }
 
+/* Small layers run fused: each task takes a segment of one group's tiles
+ * (FAST_FUSED_BYTES of transformed input and products at most, in whole
+ * register blocks of the GEMM kernel) through all three steps in its own
+ * scratch.  One pass over the pool instead of three, the buffers in L2;
+ * each task reads the weights again, which at FAST_FUSED_WEIGHTS or less
+ * come from cache. */
+#define FAST_FUSED_BYTES ((size_t)512 << 10)
+
+static atomic_size_t fused_limit = FAST_FUSED_WEIGHTS;
+
+void fast_set_fused_limit(size_t bytes)
+{
+	atomic_store(&fused_limit, bytes);
+}
+
+static int plan_fused(struct fast_plan *p)
+{
+	int64_t mr = gemm_best()->mr;
+	size_t cap = 0;
+	int gi;
+
+	for (gi = 0; gi < p->ng; gi++) {
+		const struct group *g = &p->g[gi];
+		int64_t tiles = p->a.n * g->nr * g->nc, t0, n,
+		        chunk = (int64_t)(FAST_FUSED_BYTES / sizeof(float) / tile_floats(p, g)) /
+		                mr * mr;
+		size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t);
+
+		if (chunk < mr)
+			chunk = mr;
+		for (t0 = 0; t0 < tiles; t0 += n) {
+			n = tiles - t0 < chunk ? tiles - t0 : chunk;
+			if (push_seg(p, &cap,
+			             (struct seg){ gi, t0, t0 + n, 0,
+			                           prods * (size_t)n * (size_t)p->a.c }) < 0)
+				return -ENOMEM;
+			if ((size_t)n * tile_floats(p, g) > p->floats)
+				p->floats = (size_t)n * tile_floats(p, g);
+		}
+	}
+	return 0;
+}
+
 static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 {
 	const struct fast_args *a = &p->a;
@@ -618,7 +662,8 @@ static int plan_groups(struct fast_plan *p, struct fast_weights *fw, char *err)
 				                : "transformed filters would pass the budget");
 		}
 	}
-	if (plan_stages(p) < 0)
+	p->fused = own <= atomic_load(&fused_limit);
+	if ((p->fused ? plan_fused(p) : plan_stages(p)) < 0)
 		return err_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -954,14 +999,31 @@ static void tile_task(void *arg, size_t i, void *scratch)
 	}
 }
 
-/* GEMM task i of a stage: one product of one segment, every tile, in runs
- * of rows of at most FAST_CANCEL_MACS, the cancellation flag looked at
- * before each. */
+/* Product i of a segment whose transformed input and products are at buf
+ * + sg->v and buf + sg->m: one GEMM over its tiles, in runs of rows of at
+ * most FAST_CANCEL_MACS, the cancellation flag looked at before each. */
+static void seg_product(const struct stage_run *sr, const struct seg *sg, size_t i, float *buf)
+{
+	const struct fast_args *a = &sr->p->a;
+	int64_t cnt = sg->t1 - sg->t0, rows = FAST_CANCEL_MACS / (a->c * a->k), r0;
+	const float *v = buf + sg->v + (int64_t)i * cnt * a->c,
+	            *u = sr->u[sg->g] + (int64_t)i * (int64_t)prod_floats(a->c, a->k);
+	float *m = buf + sg->m + (int64_t)i * cnt * a->k;
+
+	if (rows < 1)
+		rows = 1;
+	for (r0 = 0; r0 < cnt; r0 += rows) {
+		if (par_cancelled())
+			return; /* the output is garbage nobody reads */
+		gemm_run(gemm_best(), cnt - r0 < rows ? cnt - r0 : rows, a->k, a->c, v + r0 * a->c,
+		         a->c, u, m + r0 * a->k, a->k);
+	}
+}
+
+/* GEMM task i of a stage: one product of one segment, every tile. */
 static void gemm_task(void *arg, size_t i, void *scratch)
 {
 	const struct stage_run *sr = arg;
-	const struct fast_args *a = &sr->p->a;
-	const struct gemm_kernel *gk = gemm_best();
 	size_t k;
 
 	(void)scratch;
@@ -969,27 +1031,30 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 		const struct seg *sg = &sr->p->segs[k];
 		const struct group *g = &sr->p->g[sg->g];
 		size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t);
-		int64_t cnt = sg->t1 - sg->t0;
 
 		if (i < prods) {
-			const float *v = sr->buf + sg->v + (int64_t)i * cnt * a->c,
-			            *u = sr->u[sg->g] +
-			                 (int64_t)i * (int64_t)prod_floats(a->c, a->k);
-			float *m = sr->buf + sg->m + (int64_t)i * cnt * a->k;
-			int64_t rows = FAST_CANCEL_MACS / (a->c * a->k), r0;
-
-			if (rows < 1)
-				rows = 1;
-			for (r0 = 0; r0 < cnt; r0 += rows) {
-				if (par_cancelled())
-					return; /* the output is garbage nobody reads */
-				gemm_run(gk, cnt - r0 < rows ? cnt - r0 : rows, a->k, a->c,
-				         v + r0 * a->c, a->c, u, m + r0 * a->k, a->k);
-			}
+			seg_product(sr, sg, i, sr->buf);
 			return;
 		}
 		i -= prods;
 	}
+}
+
+/* Fused task i: segment i through the input transforms, its products and
+ * the output transforms, in scratch. */
+static void fused_task(void *arg, size_t i, void *scratch)
+{
+	const struct stage_run *sr = arg;
+	const struct seg *sg = &sr->p->segs[i];
+	const struct group *g = &sr->p->g[sg->g];
+	struct tile_range r = { sr->p, sg, sg->t0, sg->t1, sr->in, scratch, sr->out };
+	size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t), j;
+
+	TILE_FN(0, g)(&r);
+	for (j = 0; j < prods; j++)
+		seg_product(sr, sg, j, scratch);
+	if (!par_cancelled())
+		TILE_FN(1, g)(&r);
 }
 
 /* Inline filters: the groups' weights, transformed for this run into own
@@ -1082,6 +1147,11 @@ int fast_plan_run(const struct fast_plan *p, const float *in, float *out,
 	for (i = 0; i < (size_t)p->ng; i++)
 		sr.u[i] = p->g[i].u;
 	if (p->own > 0 && (rc = inline_weights(p, &sr, &own)) < 0) {
+		free(own);
+		return rc;
+	}
+	if (p->fused) {
+		rc = par_run(runner, p->nsegs, bytes, fused_task, &sr);
 		free(own);
 		return rc;
 	}

@@ -57,6 +57,13 @@ size_t fast_weights_bytes(const struct fast_weights *fw);
 void fast_set_budget(size_t bytes);
 size_t fast_total_bytes(void);
 
+/* Layers whose transformed weights take at most this many bytes run fused
+ * (each task a range of tiles through every step, one pass over the pool);
+ * larger ones in stages of three passes.  Tests set 0 to run every layer
+ * in stages. */
+#define FAST_FUSED_WEIGHTS ((size_t)2 << 20)
+void fast_set_fused_limit(size_t bytes);
+
 /* Called once per cache with a sentence when the budget refuses it. */
 void fast_set_warn(void (*warn)(const char *msg));
 

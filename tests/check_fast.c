@@ -108,12 +108,13 @@ static int applies(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t rh, int
 
 /* Square maps of 1..40 at rates 1..8, SAME and VALID, with the fast path
  * forced: every phase-grid size from one row to 40, so every scheme and
- * every edge tile. */
+ * every edge tile; fused (these layers are small), then in stages. */
 START_TEST(test_sizes_rates)
 {
-	int64_t h = 1 + _i, r;
+	int64_t h = 1 + _i % 40, r;
 	int pad;
 
+	fast_set_fused_limit(_i < 40 ? FAST_FUSED_WEIGHTS : 0);
 	for (r = 1; r <= 8; r++)
 		for (pad = 0; pad < 2; pad++) {
 			struct result res;
@@ -128,7 +129,7 @@ START_TEST(test_sizes_rates)
 END_TEST
 
 /* Rate pairs and non-square maps, batch > 1, channels across the vector
- * width, the stored-weights cache. */
+ * width, the stored-weights cache; fused, then in stages. */
 START_TEST(test_pairs_batches)
 {
 	static const int64_t shapes[][8] = {
@@ -142,6 +143,7 @@ START_TEST(test_pairs_batches)
 	size_t i;
 	int cache;
 
+	fast_set_fused_limit(_i == 0 ? FAST_FUSED_WEIGHTS : 0);
 	for (i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 		for (cache = 0; cache < 2; cache++) {
 			const int64_t *v = shapes[i];
@@ -186,7 +188,7 @@ END_TEST
 
 /* Wide layers (C = 512, as DeepLab's) through each scheme pair: 1-row grids
  * (S1), 2-row (S2), F(2,3), F(3,3), F(4,3) along each axis; the relative RMS
- * error stays within 3e-6, and auto chooses the same plan. */
+ * error stays within 3e-6, fused and in stages. */
 START_TEST(test_wide_accuracy)
 {
 	static const int64_t g[][4] = {
@@ -201,6 +203,7 @@ START_TEST(test_wide_accuracy)
 	};
 	size_t i;
 
+	fast_set_fused_limit(_i == 0 ? FAST_FUSED_WEIGHTS : 0);
 	for (i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
 		enum conv_padding pad = i == 6 ? CONV_VALID : CONV_SAME;
 		struct result f = run_case(1, g[i][0], g[i][1], 512, 3, 3, 16, g[i][2], g[i][3],
@@ -302,10 +305,10 @@ static Suite *fast_suite(void)
 	TCase *tc = tcase_create("kernel");
 
 	tcase_set_timeout(tc, 300);
-	tcase_add_loop_test(tc, test_sizes_rates, 0, 40);
-	tcase_add_test(tc, test_pairs_batches);
+	tcase_add_loop_test(tc, test_sizes_rates, 0, 80);
+	tcase_add_loop_test(tc, test_pairs_batches, 0, 2);
 	tcase_add_test(tc, test_fallbacks);
-	tcase_add_test(tc, test_wide_accuracy);
+	tcase_add_loop_test(tc, test_wide_accuracy, 0, 2);
 	tcase_add_test(tc, test_budget);
 	tcase_add_test(tc, test_auto_choice);
 	suite_add_tcase(s, tc);
