@@ -306,28 +306,33 @@ static double region_cost(const struct conv_plan *p)
 
 /* Choose the algorithm (CONV_ALGO_AUTO: minimal filtering when the cost
  * model expects it to take at most CONV_FAST_GAIN of the region plan's
- * time) and plan the fast path; a budget refusal keeps the regions. */
+ * time, or CONV_FAST_DIRECT_GAIN where the direct kernel applies, else the
+ * direct kernel where it applies) and plan the fast path; a budget refusal
+ * keeps the regions or the direct kernel. */
 static int plan_fast(struct conv_plan *p, enum conv_algo algo, struct fast_weights *fw, char *err)
 {
+	double gain = CONV_FAST_GAIN;
 	struct fast_args a;
 	int rc;
 
 	if (algo == CONV_ALGO_IM2COL)
 		return 0;
 	if (algo == CONV_ALGO_AUTO && direct_applies(p)) {
-		p->direct = 1;
-		return 0;
+		p->direct = 1; /* unless minimal filtering beats it */
+		gain = CONV_FAST_DIRECT_GAIN;
 	}
 	if (!fast_applies(p))
 		return 0;
 	a = fast_args_of(p);
-	if (algo == CONV_ALGO_AUTO && fast_cost(&a, fw == NULL) > CONV_FAST_GAIN * region_cost(p))
+	if (algo == CONV_ALGO_AUTO && fast_cost(&a, fw == NULL) > gain * region_cost(p))
 		return 0;
 	rc = fast_plan_new(&p->fast, &a, fw, err);
 	if (rc == -E2BIG) {
 		err[0] = '\0';
-		return 0; /* over the budget: the regions run */
+		return 0; /* over the budget */
 	}
+	if (rc == 0)
+		p->direct = 0;
 	return rc;
 }
 

@@ -273,7 +273,7 @@ END_TEST
 
 /* auto: minimal filtering for wide layers on grids of several rows, the
  * region plan where rates exceed the map or the kernel is not 3x3, the
- * direct kernel for tiny layers. */
+ * direct kernel for tiny layers unless minimal filtering saves enough. */
 START_TEST(test_auto_choice)
 {
 	ck_assert_str_eq(
@@ -288,6 +288,14 @@ START_TEST(test_auto_choice)
 	ck_assert_str_eq(
 	        run_case(1, 28, 28, 3, 5, 5, 32, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
 	        "direct");
+	/* both small enough for the direct kernel; with 3 input channels it
+	 * runs, with 32 minimal filtering does (0.63 of the region cost) */
+	ck_assert_str_eq(
+	        run_case(1, 28, 28, 3, 3, 3, 32, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
+	        "direct");
+	ck_assert_str_eq(
+	        run_case(1, 28, 28, 32, 3, 3, 64, 2, 2, CONV_SAME, 1, 1, CONV_ALGO_AUTO, 1).algo,
+	        "fast");
 	/* tiny, but nearly every tap reads padding (and padding the input for
 	 * the direct kernel would take 8001 x 8001 pixels): regions */
 	ck_assert_str_eq(
