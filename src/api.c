@@ -23,6 +23,7 @@
 #include "pool.h"
 #include "reply.h"
 #include "repo.h"
+#include "tensor.h"
 
 struct api {
 	const struct config *cfg;
@@ -482,7 +483,9 @@ void api_quick(struct api *a, const struct route *rt, struct reply *r)
 			                    .workers = a->pool ? pool_workers(a->pool) : 0,
 			                    .workers_busy = pc.running,
 			                    .models_loaded = models_count(a->models),
-			                    .fast_budget = (size_t)a->cfg->fast_weights_budget };
+			                    .fast_budget = (size_t)a->cfg->fast_weights_budget,
+			                    .buffer_cache = tensor_cache_bytes(),
+			                    .buffer_cache_limit = (size_t)a->cfg->buffer_cache };
 		struct fast_list fl = { 0 };
 		size_t i;
 

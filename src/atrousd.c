@@ -33,6 +33,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "sock.h"
+#include "tensor.h"
 #include "tls.h"
 
 /* Extra start-up time asked for before each model is loaded. */
@@ -196,6 +197,7 @@ static int start_core(struct daemon *d, const struct config *cfg, char *err)
 		log_info("workers: %d (%s)", threads, cpus.why);
 
 	fast_set_budget((size_t)cfg->fast_weights_budget);
+	tensor_set_cache((size_t)cfg->buffer_cache);
 	fast_set_warn(fast_warning);
 	if (metrics_new(&d->metrics) < 0)
 		return err_set(err, -ENOMEM, "out of memory");

@@ -100,6 +100,10 @@ static const struct option_def options[] = {
 	  "memory for the transformed weights of minimal filtering, all models together (0: "
 	  "none; every layer then runs im2col)",
 	  "A layer whose weights would pass it runs im2col, with a warning in the log." },
+	{ "buffer_cache", "buffer-cache", OPT_SIZE, OFF(buffer_cache), "64M", "SIZE",
+	  "memory kept for reuse from freed tensors of 1 MiB or more (0: none)",
+	  "Large tensors written again into kept memory fault no pages in; the memory stays "
+	  "resident (atrousd_buffer_cache_bytes)." },
 	{ "drain_timeout", "drain-timeout", OPT_UINT, OFF(drain_timeout), "25", "SEC",
 	  "on SIGTERM, wait this long for requests in flight, then abandon the rest", NULL },
 	{ "retry_after", "retry-after", OPT_UINT, OFF(retry_after), "1", "SEC",

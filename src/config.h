@@ -44,6 +44,7 @@ struct config {
 	unsigned request_timeout; /* ms, 0: none */
 	int ignore_client_abort;
 	uint64_t fast_weights_budget; /* bytes */
+	uint64_t buffer_cache;        /* bytes */
 	unsigned drain_timeout;
 	unsigned retry_after;
 };

@@ -49,7 +49,7 @@ static int np_push(struct nparse *np, float v)
 			return err_set(np->err, -ENOMEM, "out of memory");
 		if (np->count)
 			memcpy(d, np->data, np->count * sizeof(float));
-		free(np->data);
+		tensor_release(np->data);
 		np->data = d;
 		np->cap = cap;
 	}

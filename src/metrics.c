@@ -439,6 +439,11 @@ static void render_fast(struct buf *b, const struct metrics_gauges *g)
 	scalar(b, "atrousd_fast_weights_budget_bytes", "gauge",
 	       "Budget of transformed weights, all models together (fast_weights_budget).",
 	       (unsigned long long)g->fast_budget);
+	scalar(b, "atrousd_buffer_cache_bytes", "gauge",
+	       "Memory of freed large tensors kept for reuse.",
+	       (unsigned long long)g->buffer_cache);
+	scalar(b, "atrousd_buffer_cache_limit_bytes", "gauge",
+	       "Bound of that memory (buffer_cache).", (unsigned long long)g->buffer_cache_limit);
 }
 
 void metrics_render(struct metrics *mt, struct buf *b, const struct metrics_gauges *g)

@@ -26,8 +26,9 @@ struct metrics_gauges {
 	int workers;
 	size_t workers_busy; /* jobs running now */
 	size_t models_loaded;
-	size_t fast_budget;                     /* bytes */
-	const struct metrics_model_bytes *fast; /* per model, nfast of them */
+	size_t fast_budget;                      /* bytes */
+	size_t buffer_cache, buffer_cache_limit; /* bytes held, bound */
+	const struct metrics_model_bytes *fast;  /* per model, nfast of them */
 	size_t nfast;
 };
 

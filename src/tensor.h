@@ -67,8 +67,23 @@ void tensor_free(struct tensor *t);
 /* Format a shape as "[1,28,28,3]" into buf; returns buf. */
 char *tensor_shape_str(int rank, const int64_t *dim, char *buf, size_t len);
 
-/* Allocate size bytes aligned to TENSOR_ALIGN, or NULL; release with free(). */
+/* Allocate size bytes aligned to TENSOR_ALIGN, or NULL; release with
+ * tensor_release() (or free(), which keeps nothing for reuse). */
 void *tensor_alloc_aligned(size_t size);
+
+/* Free a block of tensor_alloc_aligned (NULL is allowed), keeping a large
+ * one (1 MiB or more) for the next allocation while the cache has room:
+ * pages already in memory, no page faults when written again. */
+void tensor_release(void *p);
+
+/* Total bytes the cache of large blocks may hold (0: none), default
+ * TENSOR_CACHE_DEFAULT; setting it empties the cache. */
+#define TENSOR_CACHE_DEFAULT ((size_t)64 << 20)
+void tensor_set_cache(size_t bytes);
+
+/* Bytes the cache holds now; tensor_cache_drop() frees them all. */
+size_t tensor_cache_bytes(void);
+void tensor_cache_drop(void);
 
 /* Flat offset of element (a, b, c, d) of a rank-4 tensor. */
 static inline size_t tensor_index4(const struct tensor *t, int64_t a, int64_t b, int64_t c,

@@ -4,7 +4,8 @@
 request layers and stored models against NumPy in float64, what each reply
 says ran, the direct kernel on a tiny layer, the ASPP fold of image pooling,
 transformed weights counted per model (promtool checks the page), the
-budget that sends layers back to im2col, and bad values refused."""
+budget that sends layers back to im2col, bad values refused, and the cache
+of large buffers (buffer_cache) with its gauges."""
 import json
 import os
 import shutil
@@ -197,6 +198,32 @@ def test_stored(root, ref):
         R.check(d.stop() == 0, "daemon (budget 0) exits 0")
 
 
+def test_buffer_cache():
+    # A 4 MiB output, freed after its reply, is kept for reuse up to
+    # buffer_cache; with 0 nothing is kept.  The result is the same bits.
+    x, f = f32(1, 128, 128, 16), f32(3, 3, 16, 64, scale=0.1)
+    body = {"value": enc(x, "b64"), "filters": enc(f, "b64"), "rate": 2, "padding": "SAME",
+            "output_encoding": "b64"}
+    want = reference(x, f, 2, 2, "SAME", None, False)
+    outs = []
+    for size, held_ok in (("8M", lambda v: 4 << 20 <= v <= 8 << 20), ("0", lambda v: v == 0)):
+        d = Daemon("--threads", "2", "--buffer-cache", size)
+        try:
+            for _ in range(2):
+                st, _, rep = d.post_json("/v1/atrous_conv2d", body)
+                R.check(st == 200 and rel_rms(dec(rep["output"]), want) <= 1e-6,
+                        "buffer_cache %s: a 4 MiB result, correct" % size)
+            outs.append(dec(rep["output"]).tobytes() if st == 200 else None)
+            m = metrics(d)[2]
+            held = m.get("atrousd_buffer_cache_bytes", -1)
+            limit = m.get("atrousd_buffer_cache_limit_bytes")
+            R.check(held_ok(held) and limit == {"8M": 8 << 20, "0": 0}[size],
+                    "buffer_cache %s: atrousd_buffer_cache_bytes %d, limit %s" % (size, held, limit))
+        finally:
+            R.check(d.stop() == 0, "daemon (buffer_cache %s) exits 0" % size)
+    R.check(outs[0] is not None and outs[0] == outs[1], "the same bits either way")
+
+
 def main():
     d = Daemon("--threads", "2")
     try:
@@ -210,6 +237,7 @@ def main():
         test_stored(root, write_models(root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    test_buffer_cache()
     return R.finish()
 
 

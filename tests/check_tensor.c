@@ -194,6 +194,70 @@ START_TEST(test_transpose_layout)
 }
 END_TEST
 
+/* The cache of large blocks: a freed block of 1 MiB or more comes back for
+ * the next request it fits best (a request of at least a quarter of it),
+ * its pages still written; small blocks, and blocks past the bound, are
+ * freed. */
+START_TEST(test_cache)
+{
+	const size_t mib = (size_t)1 << 20;
+	struct tensor *t;
+	int64_t d[1] = { 512 * 1024 }; /* 2 MiB of floats */
+	float *p, *q, *big, *small;
+	size_t held;
+	char err[ERR_LEN];
+
+	tensor_set_cache(16 * mib);
+	ck_assert_uint_eq(tensor_cache_bytes(), 0);
+	p = tensor_alloc_aligned(2 * mib);
+	ck_assert_ptr_nonnull(p);
+	p[0] = 42.0f;
+	tensor_release(p);
+	ck_assert_uint_ge(tensor_cache_bytes(), 2 * mib);
+	ck_assert_uint_lt(tensor_cache_bytes(), 3 * mib);
+	/* a tensor of the same size takes it (tensor_new zeroes it) */
+	ck_assert_int_eq(tensor_new(&t, 1, d, err), 0);
+	ck_assert_ptr_eq(t->data, p);
+	ck_assert(t->data[0] == 0.0f);
+	ck_assert_uint_eq(tensor_cache_bytes(), 0);
+	tensor_free(t); /* back into the cache */
+	big = tensor_alloc_aligned(8 * mib);
+	ck_assert_ptr_nonnull(big);
+	tensor_release(big);
+	ck_assert_uint_ge(tensor_cache_bytes(), 10 * mib);
+	/* best fit: 1.5 MiB takes the 2 MiB block, not the 8 MiB one */
+	q = tensor_alloc_aligned(mib * 3 / 2);
+	ck_assert_ptr_eq(q, p);
+	/* with it taken, 1.5 MiB is under a quarter of 8: a fresh block */
+	small = tensor_alloc_aligned(mib * 3 / 2);
+	ck_assert_ptr_nonnull(small);
+	ck_assert_ptr_ne(small, big);
+	tensor_release(small);
+	ck_assert_ptr_eq(tensor_alloc_aligned(3 * mib), big);
+	tensor_release(big);
+	tensor_release(q);
+	held = tensor_cache_bytes();
+	ck_assert_uint_ge(held, 10 * mib);
+	/* past the bound: freed, the cache unchanged */
+	big = tensor_alloc_aligned(12 * mib);
+	ck_assert_ptr_nonnull(big);
+	tensor_release(big);
+	ck_assert_uint_eq(tensor_cache_bytes(), held);
+	/* under 1 MiB: freed */
+	tensor_release(tensor_alloc_aligned(mib / 2));
+	ck_assert_uint_eq(tensor_cache_bytes(), held);
+	/* the bound set to 0 empties it and keeps nothing */
+	tensor_set_cache(0);
+	ck_assert_uint_eq(tensor_cache_bytes(), 0);
+	p = tensor_alloc_aligned(2 * mib);
+	ck_assert_ptr_nonnull(p);
+	tensor_release(p);
+	ck_assert_uint_eq(tensor_cache_bytes(), 0);
+	tensor_set_cache(TENSOR_CACHE_DEFAULT);
+	tensor_release(NULL);
+}
+END_TEST
+
 int main(void)
 
 {
@@ -207,6 +271,7 @@ int main(void)
 	tcase_add_test(tc, test_view);
 	tcase_add_test(tc, test_adopt_reshape);
 	tcase_add_test(tc, test_transpose_layout);
+	tcase_add_test(tc, test_cache);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
