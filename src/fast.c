@@ -858,17 +858,29 @@ INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, cons
 		for (j = 0; j < sc->t; j++)
 			x[i][j] = nv == VL ? vload(m + (i * sc->t + j) * ld + k0, VL)
 			                   : vload(m + (i * sc->t + j) * ld + k0, nv);
-		for (u = 0; u < tr->len; u++) {
+		/* u and v run to the schemes' m, constants, so that the rows
+		 * of AT are too (their zero terms vanish); outputs past the
+		 * tile's len are not stored. */
+		UNROLL
+		for (u = 0; u < sr->m; u++) {
+			if (u >= tr->len)
+				break;
 			UNROLL
 			for (j = 0; j < sc->t; j++)
 				t[j] = vcomb(sr->at[u], &x[0][j], sr->t, TMAX);
-			for (v = 0; v < tc->len; v++) {
-				float *dst = out +
-				             ((n * a->oh + tr->o + u * a->rh) * a->ow + tc->o +
-				              v * a->rw) *
-				                     a->out_stride +
-				             a->out_off + k0;
-				vf y = vcomb(sc->at[v], t, sc->t, 1) + b;
+			UNROLL
+			for (v = 0; v < sc->m; v++) {
+				float *dst;
+				vf y;
+
+				if (v >= tc->len)
+					break;
+				dst = out +
+				      ((n * a->oh + tr->o + u * a->rh) * a->ow + tc->o +
+				       v * a->rw) *
+				              a->out_stride +
+				      a->out_off + k0;
+				y = vcomb(sc->at[v], t, sc->t, 1) + b;
 
 				if (a->act == CONV_ACT_RELU)
 					y = (vf)((vi)y & ~(vi)(y < zero));
