@@ -1039,7 +1039,10 @@ static void gemm_task(void *arg, size_t i, void *scratch)
 	size_t k;
 
 	(void)scratch;
-	for (k = sr->st->seg0; k < sr->st->seg0 + sr->st->nseg; k++) {
+	/* The stage's last segments first: groups come in scheme order, so
+	 * the ones of the longest schemes, whose products take longest, are
+	 * last, and the workers' final tasks should be short. */
+	for (k = sr->st->seg0 + sr->st->nseg; k-- > sr->st->seg0;) {
 		const struct seg *sg = &sr->p->segs[k];
 		const struct group *g = &sr->p->g[sg->g];
 		size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t);
