@@ -21,8 +21,9 @@
 #define GEMM_X86 1
 #endif
 
-#define MRMAX 6
-#define NRMAX 32
+#define MRMAX   6
+#define NRMAX   32
+#define GEMM_MC 192 /* rows of A per pass over the column blocks (a multiple of every mr) */
 
 /* C's tile from sums held in t (row stride NRMAX): the mr x nr that exist.
  * Inlined: a call from the AVX kernels would leave the upper halves of the
@@ -226,7 +227,7 @@ const struct gemm_kernel *gemm_best(void)
 void gemm_run(const struct gemm_kernel *g, int64_t m, int64_t n, int64_t k, const float *a,
               int64_t lda, const float *bp, float *c, int64_t ldc)
 {
-	int64_t k0, j0, i0;
+	int64_t k0, m0, j0, i0;
 
 	if (k <= 0) {
 		for (i0 = 0; i0 < m; i0++)
@@ -236,15 +237,23 @@ void gemm_run(const struct gemm_kernel *g, int64_t m, int64_t n, int64_t k, cons
 	for (k0 = 0; k0 < k; k0 += GEMM_KC) {
 		int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
 
-		for (j0 = 0; j0 < n; j0 += g->nr) {
-			/* panel j0 / GEMM_PANEL starts at j0 * k; its block k0 rows in */
-			const float *b = bp + j0 * k + k0 * GEMM_PANEL;
-			int nr = n - j0 < g->nr ? (int)(n - j0) : g->nr;
+		/* GEMM_MC rows of A at a time stay in L2 while every column
+		 * block passes them */
+		for (m0 = 0; m0 < m; m0 += GEMM_MC) {
+			int64_t m1 = m - m0 < GEMM_MC ? m : m0 + GEMM_MC;
 
-			for (i0 = 0; i0 < m; i0 += g->mr)
-				g->block(a + i0 * lda + k0, lda, b, k * GEMM_PANEL, kc,
-				         c + i0 * ldc + j0, ldc,
-				         m - i0 < g->mr ? (int)(m - i0) : g->mr, nr, k0 > 0);
+			for (j0 = 0; j0 < n; j0 += g->nr) {
+				/* panel j0 / GEMM_PANEL starts at j0 * k; its block
+				 * k0 rows in */
+				const float *b = bp + j0 * k + k0 * GEMM_PANEL;
+				int nr = n - j0 < g->nr ? (int)(n - j0) : g->nr;
+
+				for (i0 = m0; i0 < m1; i0 += g->mr)
+					g->block(a + i0 * lda + k0, lda, b, k * GEMM_PANEL, kc,
+					         c + i0 * ldc + j0, ldc,
+					         m1 - i0 < g->mr ? (int)(m1 - i0) : g->mr, nr,
+					         k0 > 0);
+			}
 		}
 	}
 }
