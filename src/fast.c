@@ -409,15 +409,16 @@ static void axis_free(struct axis *ax)
 
 /* ---- plan ---- */
 
-/* A plan runs in stages: the tiles of one or more groups whose transformed
- * input and products fit FAST_STAGE_BYTES together.  A stage is three
- * passes over the pool: input transforms (FAST_TILES_PER_TASK tiles a
- * task), one GEMM per product and group (every tile of the stage at once,
- * so OpenBLAS packs each weight matrix once a stage), output transforms. */
+/* A plan runs in stages (or fused, below): the tiles of one or more groups
+ * whose transformed input and products fit FAST_STAGE_BYTES together.  A
+ * stage is three passes over the pool: input transforms
+ * (FAST_TILES_PER_TASK tiles a task), one GEMM per product and group (every
+ * tile of the stage at once, so each weight matrix is read once a stage),
+ * output transforms. */
 #define FAST_STAGE_BYTES    ((size_t)31 << 20)
 #define FAST_TILES_PER_TASK 8
 #define VL                  8                   /* channels per vector in the transforms */
-#define FAST_CANCEL_MACS    ((int64_t)64 << 20) /* per sgemm call, as conv.h's */
+#define FAST_CANCEL_MACS    ((int64_t)64 << 20) /* per GEMM call, as conv.h's */
 
 struct group {
 	int sr, sc;

@@ -8,8 +8,10 @@
  * with m = 2, 3 or 4.  A 2-D tile is a pair of schemes; the tiles of one
  * pair, over every phase and image, share their transformed weights
  * U = G w G^T, so their T_r x T_c elementwise products are as many GEMMs
- * [tiles x C] . [C x K] (cblas_sgemm) over every tile of a stage (as many
- * as FAST_STAGE_BYTES of transformed input and products hold).
+ * [tiles x C] . [C x K] (gemm.h, the weights packed for its kernel when
+ * transformed) over every tile of a stage (as many as FAST_STAGE_BYTES of
+ * transformed input and products hold); layers with small weights run
+ * fused, each task a range of tiles through all three steps.
  *
  *	struct fast_weights *fw;               // per layer, thread-safe cache
  *	fast_weights_new(&fw, filters, err);
