@@ -176,6 +176,7 @@ static void daemon_stop(struct daemon *d)
 	models_free(d->models);
 	metrics_free(d->metrics);
 	tls_free(d->tls);
+	tensor_cache_drop(); /* the large blocks kept for reuse */
 }
 
 /* Metrics, models, pool, api, then the models loaded. */

@@ -22,8 +22,8 @@
  *
  * Accuracy: the transforms add rounding that grows with the tile; F(4,3)
  * uses the points 0, +-1/2, +-3/2 (the smallest error of the sets tried),
- * and the products of F(3,3) and F(4,3) are summed in blocks of 128
- * channels.  FAST_ERROR_SCALE is the factor by which the unit tests widen
+ * and the products are summed in blocks of 128 channels (GEMM_KC).
+ * FAST_ERROR_SCALE is the factor by which the unit tests widen
  * the direct summation bound, for every scheme pair.
  */
 #ifndef ATROUSD_FAST_H
