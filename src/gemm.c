@@ -4,10 +4,11 @@
  * A block computes an mr x nr tile of C (nr: one or two panels) over kc
  * rows of B: the tile's sums stay in registers, each step broadcasts one
  * value of each of A's rows and multiplies it by one row of the panels.
- * gemm_run walks B's blocks of GEMM_KC rows, in each the column blocks (a
- * block's kc x nr floats stay in L1 while every row block of A passes
- * them), and adds each block's sums to C.  Tiles at the edges are computed whole, rows of A past
- * the last repeat it, and only the results that exist are stored.
+ * gemm_run walks B's blocks of GEMM_KC rows; in each, GEMM_MC rows of A
+ * at a time (they stay in L2) pass every column block (whose kc x nr
+ * floats stay in L1), and each block's sums are added to C.  Tiles at the
+ * edges are computed whole, rows of A past the last repeat it, and only
+ * the results that exist are stored.
  */
 #include "autoconfig.h"
 
