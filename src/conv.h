@@ -55,10 +55,11 @@ struct conv_plan;
 #define DIRECT_VL             8
 
 /* CONV_ALGO_AUTO runs minimal filtering when its estimated cost is at most
- * this fraction of the region plan's, or of CONV_FAST_DIRECT_GAIN where the
- * direct kernel would run instead (which does less besides its multiply-adds
- * than the regions do: the chain's second layer, at 0.63 of the region cost,
- * took 12% less time with minimal filtering than with the direct kernel). */
+ * CONV_FAST_GAIN of the region plan's, or CONV_FAST_DIRECT_GAIN of it where
+ * the direct kernel would run instead (which does less besides its
+ * multiply-adds than the regions do: the chain's second layer, at 0.63 of
+ * the region cost, took 12% less time with minimal filtering than with the
+ * direct kernel). */
 #define CONV_FAST_GAIN        0.8
 #define CONV_FAST_DIRECT_GAIN 0.7
 
