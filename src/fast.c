@@ -304,6 +304,11 @@ static int64_t mod_floor(int64_t a, int64_t b)
 	return r < 0 ? r + b : r;
 }
 
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+	return (a + b - 1) / b;
+}
+
 /* One phase of an axis: its outputs, the grid index the first one reads
  * from, and the grid's length. */
 struct phase {
@@ -525,29 +530,42 @@ static int push_stage(struct fast_plan *p, struct stage *cur)
 	return 0;
 }
 
+static atomic_size_t stage_limit = FAST_STAGE_BYTES;
+
+void fast_set_stage_limit(size_t bytes)
+{
+	atomic_store(&stage_limit, bytes ? bytes : FAST_STAGE_BYTES);
+}
+
 /* Cut the groups' tiles into segments and the segments into stages. */
 static int plan_stages(struct fast_plan *p)
 {
-	size_t cap = 0, limit = FAST_STAGE_BYTES / sizeof(float), i;
+	size_t cap = 0, limit = atomic_load(&stage_limit) / sizeof(float), i;
 	struct stage cur = { 0 };
 	int gi;
 
 	for (gi = 0; gi < p->ng; gi++) {
 		const struct group *g = &p->g[gi];
-		int64_t tiles = p->a.n * g->nr * g->nc, t0 = 0;
+		int64_t tiles = p->a.n * g->nr * g->nc, t0 = 0, full, part;
 		size_t per = tile_floats(p, g);
 
+		/* A group larger than a stage is cut into equal parts, not
+		 * full stages and a remainder: a remainder of a few tiles
+		 * reads every weight matrix again for GEMMs of a few rows (the
+		 * OS16 head's rate-6 branch was 141 tiles and 3). */
+		full = (int64_t)(limit / per);
+		if (full < 1)
+			full = 1;
+		part = tiles <= full ? tiles : ceil_div(tiles, ceil_div(tiles, full));
 		while (t0 < tiles) {
 			int64_t room = (int64_t)((limit - cur.floats) / per), n;
 
-			if (room < 1 && cur.nseg > 0) {
+			n = part < tiles - t0 ? part : tiles - t0;
+			if (room < n && cur.nseg > 0) {
 				if (push_stage(p, &cur) < 0)
 					return -ENOMEM;
 				continue;
 			}
-			n = room < 1 ? 1 : room;
-			if (n > tiles - t0)
-				n = tiles - t0;
 			if (push_seg(p, &cap, (struct seg){ gi, t0, t0 + n, 0, 0 }) < 0)
 				return -ENOMEM;
 			cur.nseg++;
@@ -1023,8 +1041,10 @@ static void seg_product(const struct stage_run *sr, const struct seg *sg, size_t
 	            *u = sr->u[sg->g] + (int64_t)i * (int64_t)prod_floats(a->c, a->k);
 	float *m = buf + sg->m + (int64_t)i * cnt * a->k;
 
+	/* In equal runs: each run reads all of the weights again. */
 	if (rows < 1)
 		rows = 1;
+	rows = ceil_div(cnt, ceil_div(cnt, rows));
 	for (r0 = 0; r0 < cnt; r0 += rows) {
 		if (par_cancelled())
 			return; /* the output is garbage nobody reads */

@@ -66,6 +66,11 @@ size_t fast_total_bytes(void);
 #define FAST_FUSED_WEIGHTS ((size_t)2 << 20)
 void fast_set_fused_limit(size_t bytes);
 
+/* A stage's transformed input and products take at most this many bytes
+ * (FAST_STAGE_BYTES); tests set a few tiles' worth to cut layers into
+ * many stages.  0 restores the default. */
+void fast_set_stage_limit(size_t bytes);
+
 /* Called once per cache with a sentence when the budget refuses it. */
 void fast_set_warn(void (*warn)(const char *msg));
 

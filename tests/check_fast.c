@@ -143,7 +143,10 @@ START_TEST(test_pairs_batches)
 	size_t i;
 	int cache;
 
+	/* 0: fused; 1: in stages; 2: in stages of at most 64 KiB, a few
+	 * tiles each, so that groups are cut into parts */
 	fast_set_fused_limit(_i == 0 ? FAST_FUSED_WEIGHTS : 0);
+	fast_set_stage_limit(_i == 2 ? (size_t)64 << 10 : 0);
 	for (i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 		for (cache = 0; cache < 2; cache++) {
 			const int64_t *v = shapes[i];
@@ -314,7 +317,7 @@ static Suite *fast_suite(void)
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_sizes_rates, 0, 80);
-	tcase_add_loop_test(tc, test_pairs_batches, 0, 2);
+	tcase_add_loop_test(tc, test_pairs_batches, 0, 3);
 	tcase_add_test(tc, test_fallbacks);
 	tcase_add_loop_test(tc, test_wide_accuracy, 0, 2);
 	tcase_add_test(tc, test_budget);
