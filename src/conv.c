@@ -693,126 +693,46 @@ void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 /* ---- the direct kernel ----
  *
  * The input is copied once with its zero padding, so every tap of every
- * output reads memory; DIRECT_PX output pixels of a row by DIRECT_NV
- * vectors of output channels accumulate in registers over the taps and
- * input channels (the HWIO weights hold, for each tap and input channel,
- * the output channels' weights side by side); bias and activation are
- * applied in the store. */
-typedef float dvf __attribute__((vector_size(DIRECT_VL * sizeof(float))));
-typedef int dvi __attribute__((vector_size(DIRECT_VL * sizeof(int))));
-#define DIRECT_PX 3
-#define DIRECT_NV 4
-
+ * output reads memory; blocks of output pixels by output channels
+ * accumulate in registers (direct_kernel.h).  Its code is there twice: 8
+ * floats a vector (x86-64-v3 and portable clones), and on x86-64 16 for
+ * processors with AVX-512, used when the output channels come in whole
+ * vectors of 16. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi" /* static, inlined vector helpers */
 #endif
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DIRECT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define DIRECT_WIDE 1
+#define DK_ATTR     __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
-#define DIRECT_CLONES
+#define DIRECT_WIDE 0
+#define DK_ATTR
 #endif
 
-/* One block: npx pixels (<= DIRECT_PX) from padded row src, nv vectors of
- * output channels from k0. */
-static inline __attribute__((always_inline)) void direct_block(const struct conv_plan *p,
-                                                               const float *src, int64_t wp,
-                                                               int npx, int nv, int64_t k0,
-                                                               int64_t ti0, int64_t ti1, float *dst)
+#define DK_VL      DIRECT_VL
+#define DK_PX      3
+#define DK_NV      4
+#define DK_NAME(x) x##_8
+#include "direct_kernel.h"
+
+#if DIRECT_WIDE
+#define DK_VL      16
+#define DK_PX      6
+#define DK_NV      4
+#define DK_NAME(x) x##_16
+#define DK_ATTR    __attribute__((target("arch=x86-64-v4")))
+#include "direct_kernel.h"
+#endif
+
+/* Does this plan run 16 floats a vector? */
+static int direct_wide(const struct conv_plan *p)
 {
-	const dvf zero = { 0 };
-	dvf acc[DIRECT_PX][DIRECT_NV];
-	int64_t ti, tj, ci;
-	int q, v;
-
-	for (q = 0; q < DIRECT_PX; q++)
-		for (v = 0; v < DIRECT_NV; v++)
-			acc[q][v] = zero;
-	for (ti = ti0; ti < ti1; ti++) /* rows of padding are skipped */
-		for (tj = 0; tj < p->kw; tj++) {
-			const float *x = src + (ti * p->rh * wp + tj * p->rw) * p->c;
-			const float *w = p->filters + (ti * p->kw + tj) * p->c * p->o + k0;
-
-			for (ci = 0; ci < p->c; ci++) {
-				dvf wv[DIRECT_NV] = { 0 };
-
-#pragma GCC unroll 4
-				for (v = 0; v < nv; v++)
-					memcpy(&wv[v], w + ci * p->o + v * DIRECT_VL, sizeof(dvf));
-#pragma GCC unroll 4
-				for (q = 0; q < npx; q++) {
-					dvf xb = zero + x[q * p->c + ci];
-
-#pragma GCC unroll 4
-					for (v = 0; v < nv; v++)
-						acc[q][v] += xb * wv[v];
-				}
-			}
-		}
-	for (q = 0; q < npx; q++)
-		for (v = 0; v < nv; v++) {
-			dvf y = acc[q][v];
-
-			if (p->bias != NULL) {
-				dvf b;
-
-				memcpy(&b, p->bias + k0 + v * DIRECT_VL, sizeof(b));
-				y += b;
-			}
-			if (p->act == CONV_ACT_RELU)
-				y = (dvf)((dvi)y & ~(dvi)(y < zero));
-			memcpy(dst + q * p->out_stride + v * DIRECT_VL, &y, sizeof(y));
-		}
-}
-
-/* direct_block with npx and nv constants, so that its loops unroll. */
-static inline __attribute__((always_inline)) void direct_any(const struct conv_plan *p,
-                                                             const float *src, int64_t wp, int npx,
-                                                             int nv, int64_t k0, int64_t ti0,
-                                                             int64_t ti1, float *dst)
-{
-#define DIRECT_NV_CASES(np)                                                                        \
-	switch (nv) {                                                                              \
-	case 4: direct_block(p, src, wp, np, 4, k0, ti0, ti1, dst); break;                         \
-	case 3: direct_block(p, src, wp, np, 3, k0, ti0, ti1, dst); break;                         \
-	case 2: direct_block(p, src, wp, np, 2, k0, ti0, ti1, dst); break;                         \
-	default: direct_block(p, src, wp, np, 1, k0, ti0, ti1, dst); break;                        \
-	}
-	switch (npx) {
-	case 3: DIRECT_NV_CASES(3) break;
-	case 2: DIRECT_NV_CASES(2) break;
-	default: DIRECT_NV_CASES(1) break;
-	}
-#undef DIRECT_NV_CASES
-}
-
-/* Output rows [r0, r1) over all images (row r: image r / oh, row r % oh). */
-DIRECT_CLONES
-static void direct_rows(const struct conv_plan *p, const float *pad, int64_t hp, int64_t wp,
-                        int64_t r0, int64_t r1, float *out)
-{
-	int64_t r, x, k0;
-
-	for (r = r0; r < r1; r++) {
-		int64_t n = r / p->oh, y = r % p->oh;
-		/* taps whose row lies in the input: pt <= y + ti*rh < pt + h */
-		int64_t ti0 = p->pt > y ? (p->pt - y + p->rh - 1) / p->rh : 0;
-		int64_t ti1 = p->pt + p->h - y > 0 ? (p->pt + p->h - y + p->rh - 1) / p->rh : 0;
-
-		if (ti1 > p->kh)
-			ti1 = p->kh;
-		for (x = 0; x < p->ow; x += DIRECT_PX)
-			for (k0 = 0; k0 < p->o; k0 += DIRECT_NV * DIRECT_VL) {
-				const float *src = pad + ((n * hp + y) * wp + x) * p->c;
-				float *dst = out + ((n * p->oh + y) * p->ow + x) * p->out_stride +
-				             p->out_off + k0;
-				int npx = p->ow - x < DIRECT_PX ? (int)(p->ow - x) : DIRECT_PX;
-				int nv = (p->o - k0) / DIRECT_VL < DIRECT_NV
-				                 ? (int)((p->o - k0) / DIRECT_VL)
-				                 : DIRECT_NV;
-
-				direct_any(p, src, wp, npx, nv, k0, ti0, ti1, dst);
-			}
-	}
+#if DIRECT_WIDE
+	return p->o % 16 == 0 && __builtin_cpu_supports("x86-64-v4");
+#else
+	(void)p;
+	return 0;
+#endif
 }
 
 /* Rows of output per task when the direct kernel fans out. */
@@ -823,6 +743,7 @@ struct direct_ctx {
 	const float *pad;
 	int64_t hp, wp;
 	float *out;
+	int wide; /* 16 floats a vector */
 };
 
 static void direct_task(void *arg, size_t i, void *scratch)
@@ -831,8 +752,15 @@ static void direct_task(void *arg, size_t i, void *scratch)
 	int64_t rows = d->p->n * d->p->oh, r0 = (int64_t)i * DIRECT_TASK_ROWS;
 
 	(void)scratch;
-	direct_rows(d->p, d->pad, d->hp, d->wp, r0,
-	            r0 + DIRECT_TASK_ROWS < rows ? r0 + DIRECT_TASK_ROWS : rows, d->out);
+	if (r0 + DIRECT_TASK_ROWS < rows)
+		rows = r0 + DIRECT_TASK_ROWS;
+#if DIRECT_WIDE
+	if (d->wide) {
+		direct_rows_16(d->p, d->pad, d->hp, d->wp, r0, rows, d->out);
+		return;
+	}
+#endif
+	direct_rows_8(d->p, d->pad, d->hp, d->wp, r0, rows, d->out);
 }
 
 /* The direct kernel: pad once, then rows of output (on the runner's
@@ -861,7 +789,7 @@ static int direct_run(const struct conv_plan *p, const float *in, float *out,
 				       in + ((n * p->h + iy) * p->w) * p->c,
 				       (size_t)(cols * p->c) * sizeof(float));
 		}
-	d = (struct direct_ctx){ p, pad, hp, wp, out };
+	d = (struct direct_ctx){ p, pad, hp, wp, out, direct_wide(p) };
 	rc = par_run(runner, (size_t)((p->n * p->oh + DIRECT_TASK_ROWS - 1) / DIRECT_TASK_ROWS), 64,
 	             direct_task, &d);
 	free(pad);
