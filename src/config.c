@@ -101,7 +101,7 @@ static const struct option_def options[] = {
 	  "none; every layer then runs im2col)",
 	  "A layer whose weights would pass it runs im2col, with a warning in the log." },
 	{ "buffer_cache", "buffer-cache", OPT_SIZE, OFF(buffer_cache), "64M", "SIZE",
-	  "memory kept for reuse from freed tensors of 1 MiB or more (0: none)",
+	  "memory kept for reuse from freed tensors of 128 KiB or more (0: none)",
 	  "Large tensors written again into kept memory fault no pages in; the memory stays "
 	  "resident (atrousd_buffer_cache_bytes)." },
 	{ "drain_timeout", "drain-timeout", OPT_UINT, OFF(drain_timeout), "25", "SEC",

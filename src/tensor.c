@@ -67,12 +67,13 @@ int tensor_shape_count(int rank, const int64_t *dim, int64_t max_elements, size_
  * A block of tens of MiB fresh from the kernel faults once per 4 KiB page
  * when first written, and malloc gives such blocks back when they are
  * freed: every request paid for its large tensors' pages again (measured:
- * 5 300 faults and a quarter of the OS8 head's time).  Blocks of at least
+ * 5 300 faults and a quarter of the OS8 head's time; glibc maps blocks
+ * of 128 KiB and more apart, and the small chain's 100-400 KiB layer
+ * outputs faulted a tenth of its time).  Blocks of at least
  * TENSOR_CACHE_MIN bytes are kept here when freed, up to the configured
  * total, and handed out again, best fit first, for requests of at least a
  * quarter of their size. */
-#define TENSOR_CACHE_MIN   ((size_t)1 << 20)
-#define TENSOR_CACHE_SLOTS 16
+#define TENSOR_CACHE_SLOTS 32
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {

@@ -72,8 +72,9 @@ char *tensor_shape_str(int rank, const int64_t *dim, char *buf, size_t len);
 void *tensor_alloc_aligned(size_t size);
 
 /* Free a block of tensor_alloc_aligned (NULL is allowed), keeping a large
- * one (1 MiB or more) for the next allocation while the cache has room:
- * pages already in memory, no page faults when written again. */
+ * one (TENSOR_CACHE_MIN or more) for the next allocation while the cache
+ * has room: pages already in memory, no page faults when written again. */
+#define TENSOR_CACHE_MIN ((size_t)128 << 10)
 void tensor_release(void *p);
 
 /* Total bytes the cache of large blocks may hold (0: none), default

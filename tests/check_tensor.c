@@ -194,10 +194,10 @@ START_TEST(test_transpose_layout)
 }
 END_TEST
 
-/* The cache of large blocks: a freed block of 1 MiB or more comes back for
- * the next request it fits best (a request of at least a quarter of it),
- * its pages still written; small blocks, and blocks past the bound, are
- * freed. */
+/* The cache of large blocks: a freed block of TENSOR_CACHE_MIN (128 KiB) or
+ * more comes back for the next request it fits best (a request of at least
+ * a quarter of it), its pages still written; small blocks, and blocks past
+ * the bound, are freed. */
 START_TEST(test_cache)
 {
 	const size_t mib = (size_t)1 << 20;
@@ -243,9 +243,12 @@ START_TEST(test_cache)
 	ck_assert_ptr_nonnull(big);
 	tensor_release(big);
 	ck_assert_uint_eq(tensor_cache_bytes(), held);
-	/* under 1 MiB: freed */
-	tensor_release(tensor_alloc_aligned(mib / 2));
+	/* under TENSOR_CACHE_MIN: freed; at it: kept */
+	tensor_release(tensor_alloc_aligned(TENSOR_CACHE_MIN - TENSOR_ALIGN));
 	ck_assert_uint_eq(tensor_cache_bytes(), held);
+	tensor_release(tensor_alloc_aligned(TENSOR_CACHE_MIN));
+	ck_assert_uint_ge(tensor_cache_bytes(), held + TENSOR_CACHE_MIN);
+	ck_assert_uint_lt(tensor_cache_bytes(), held + TENSOR_CACHE_MIN + 4096);
 	/* the bound set to 0 empties it and keeps nothing */
 	tensor_set_cache(0);
 	ck_assert_uint_eq(tensor_cache_bytes(), 0);
