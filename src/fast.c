@@ -420,10 +420,9 @@ static void axis_free(struct axis *ax)
  * (FAST_TILES_PER_TASK tiles a task), one GEMM per product and group (every
  * tile of the stage at once, so each weight matrix is read once a stage),
  * output transforms. */
-#define FAST_STAGE_BYTES    ((size_t)31 << 20)
+#define FAST_STAGE_BYTES    ((size_t)40 << 20)
 #define FAST_TILES_PER_TASK 8
-#define VL                  8                   /* channels per vector in the transforms */
-#define FAST_CANCEL_MACS    ((int64_t)64 << 20) /* per GEMM call, as conv.h's */
+#define VL                  8 /* channels per vector in the transforms */
 
 struct group {
 	int sr, sc;
@@ -1031,26 +1030,18 @@ static void tile_task(void *arg, size_t i, void *scratch)
 }
 
 /* Product i of a segment whose transformed input and products are at buf
- * + sg->v and buf + sg->m: one GEMM over its tiles, in runs of rows of at
- * most FAST_CANCEL_MACS, the cancellation flag looked at before each. */
+ * + sg->v and buf + sg->m: one GEMM over its tiles, which reads the
+ * weights once (a GEMM in runs of rows would read them once a run) and
+ * looks at the cancellation flag between blocks of GEMM_KC channels. */
 static void seg_product(const struct stage_run *sr, const struct seg *sg, size_t i, float *buf)
 {
 	const struct fast_args *a = &sr->p->a;
-	int64_t cnt = sg->t1 - sg->t0, rows = FAST_CANCEL_MACS / (a->c * a->k), r0;
+	int64_t cnt = sg->t1 - sg->t0;
 	const float *v = buf + sg->v + (int64_t)i * cnt * a->c,
 	            *u = sr->u[sg->g] + (int64_t)i * (int64_t)prod_floats(a->c, a->k);
 	float *m = buf + sg->m + (int64_t)i * cnt * a->k;
 
-	/* In equal runs: each run reads all of the weights again. */
-	if (rows < 1)
-		rows = 1;
-	rows = ceil_div(cnt, ceil_div(cnt, rows));
-	for (r0 = 0; r0 < cnt; r0 += rows) {
-		if (par_cancelled())
-			return; /* the output is garbage nobody reads */
-		gemm_run(gemm_best(), cnt - r0 < rows ? cnt - r0 : rows, a->k, a->c, v + r0 * a->c,
-		         a->c, u, m + r0 * a->k, a->k);
-	}
+	gemm_run(gemm_best(), cnt, a->k, a->c, v, a->c, u, m, a->k);
 }
 
 /* GEMM task i of a stage: one product of one segment, every tile. */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "par.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -237,6 +238,9 @@ void gemm_run(const struct gemm_kernel *g, int64_t m, int64_t n, int64_t k, cons
 	}
 	for (k0 = 0; k0 < k; k0 += GEMM_KC) {
 		int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+
+		if (par_cancelled())
+			return; /* C is garbage, and nobody reads it */
 
 		/* GEMM_MC rows of A at a time stay in L2 while every column
 		 * block passes them */

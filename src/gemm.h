@@ -56,7 +56,9 @@ static inline int64_t gemm_packed_at(int64_t k, int64_t i, int64_t j)
 }
 
 /* C [m x n] (row stride ldc) = A [m x k] (row stride lda) . B packed.
- * C is written, not added to. */
+ * C is written, not added to.  Between blocks of GEMM_KC rows of B the
+ * cancellation flag (par.h) is looked at: once it is raised, gemm_run
+ * returns and C holds garbage. */
 void gemm_run(const struct gemm_kernel *g, int64_t m, int64_t n, int64_t k, const float *a,
               int64_t lda, const float *bp, float *c, int64_t ldc);
 

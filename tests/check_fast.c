@@ -178,9 +178,10 @@ START_TEST(test_fallbacks)
 	ck_assert_str_eq(
 	        run_case(1, 5, 5, 4, 3, 3, 4, 7, 7, CONV_SAME, 0, 0, CONV_ALGO_FAST, 0).algo,
 	        "im2col");
-	/* a tile of 25 products of 400000 channels would pass the stage buffer */
+	/* a tile of 25 products of 500000 channels would pass the stage buffer
+	 * (40 MiB) */
 	ck_assert_str_eq(
-	        run_case(1, 3, 3, 400000, 3, 3, 1, 1, 1, CONV_SAME, 0, 0, CONV_ALGO_FAST, 1).algo,
+	        run_case(1, 3, 3, 500000, 3, 3, 1, 1, 1, CONV_SAME, 0, 0, CONV_ALGO_FAST, 1).algo,
 	        "im2col");
 	/* im2col asked for is im2col */
 	ck_assert_str_eq(

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "par.h"
 #include "ref.h"
 #include "runner.h"
 
@@ -121,6 +122,38 @@ START_TEST(test_wide)
 }
 END_TEST
 
+/* A raised cancellation flag: gemm_run stops between blocks of GEMM_KC
+ * rows of B; raised before the call, it writes nothing; lowered again,
+ * the same call computes. */
+START_TEST(test_cancel)
+{
+	const struct gemm_kernel *g = gemm_best();
+	int64_t m = 50, n = 40, k = 3 * GEMM_KC, i;
+	float *a = calloc((size_t)(m * k), sizeof(float));
+	float *bp = calloc(gemm_packed_floats(k, n), sizeof(float));
+	float *c = malloc((size_t)(m * n) * sizeof(float));
+	int flag = 1;
+	const int *saved;
+
+	ck_assert(a != NULL && bp != NULL && c != NULL);
+	for (i = 0; i < m * n; i++)
+		c[i] = 7.0f;
+	saved = par_watch(&flag);
+	ck_assert(par_cancelled());
+	gemm_run(g, m, n, k, a, k, bp, c, n);
+	for (i = 0; i < m * n; i++)
+		ck_assert_msg(c[i] == 7.0f, "C[%lld] written after cancellation", (long long)i);
+	flag = 0;
+	gemm_run(g, m, n, k, a, k, bp, c, n);
+	for (i = 0; i < m * n; i++)
+		ck_assert_msg(c[i] == 0.0f, "C[%lld] = %g, want 0", (long long)i, c[i]);
+	par_watch(saved);
+	free(a);
+	free(bp);
+	free(c);
+}
+END_TEST
+
 static Suite *gemm_suite(void)
 {
 	Suite *s = suite_create("gemm");
@@ -129,6 +162,7 @@ static Suite *gemm_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sizes);
 	tcase_add_test(tc, test_wide);
+	tcase_add_test(tc, test_cancel);
 	suite_add_tcase(s, tc);
 	return s;
 }
