@@ -456,7 +456,10 @@ struct fast_plan {
 	size_t nstages, floats; /* floats: the largest stage's (or fused task's) buffer */
 	size_t own;             /* inline filters: bytes each run transforms */
 	int fused;              /* one pass of fused tasks, a segment each */
+	int wide_in, wide_out;  /* transforms 16 floats a vector */
 };
+
+static int wide_for(int64_t n);
 
 /* Transform work of one tile in multiply-add equivalents: each term costs
  * a vector operation per VL channels (rounded up), about as long as 2 VL
@@ -697,6 +700,8 @@ int fast_plan_new(struct fast_plan **out, const struct fast_args *a, struct fast
 	if (p == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	p->a = *a;
+	p->wide_in = wide_for(a->c);
+	p->wide_out = wide_for(a->k);
 	if (axis_new(a->h, a->oh, a->rh, a->pt, &p->rows) < 0 ||
 	    axis_new(a->w, a->ow, a->rw, a->pl, &p->cols) < 0) {
 		rc = err_set(err, -ENOMEM, "out of memory");
@@ -725,10 +730,6 @@ void fast_plan_free(struct fast_plan *p)
 
 /* ---- run ---- */
 
-/* The transforms work on VL channels at a time, in registers: a tile's
- * inputs (or products) for those channels, both 1-D transforms, one store
- * per result.  Each scheme pair has its own copy of the code, in which the
- * matrices are constants (zero terms vanish, loops unroll). */
 /* Each scheme pair gets its own copy of the transforms, the schemes'
  * matrices constant and the loops unrolled in it.  Sanitizer builds
  * instrument every operation of those copies (minutes of compiling): they
@@ -749,9 +750,6 @@ void fast_plan_free(struct fast_plan *p)
 #define UNROLL
 #endif
 
-typedef float vf __attribute__((vector_size(VL * sizeof(float))));
-typedef int vi __attribute__((vector_size(VL * sizeof(int))));
-
 /* The vector helpers are static and inlined: no ABI crosses them. */
 #if defined(__clang__)
 #pragma clang diagnostic ignored "-Wpsabi"
@@ -765,32 +763,6 @@ typedef int vi __attribute__((vector_size(VL * sizeof(int))));
 #define FAST_CLONES
 #endif
 #define INLINE static inline __attribute__((always_inline))
-
-INLINE vf vload(const float *p, int n)
-{
-	vf v = { 0 };
-
-	memcpy(&v, p, (size_t)n * sizeof(float));
-	return v;
-}
-
-INLINE void vstore(float *p, vf v, int n)
-{
-	memcpy(p, &v, (size_t)n * sizeof(float));
-}
-
-/* y = sum_i coef[i] * x[i * stride] over nonzero coefficients. */
-INLINE vf vcomb(const float *coef, const vf *x, int n, int stride)
-{
-	vf y = { 0 };
-	int i;
-
-	UNROLL
-	for (i = 0; i < n; i++)
-		if (coef[i] != 0)
-			y += coef[i] * x[i * stride];
-	return y;
-}
 
 /* The tile's input rows: a pointer per grid value read, NULL outside. */
 INLINE void gather(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
@@ -810,103 +782,6 @@ INLINE void gather(const struct fast_args *a, const struct scheme *sr, const str
 			                            jc * a->rw) *
 			                                      a->c
 			                    : NULL;
-		}
-	}
-}
-
-/* Input transform of one tile: V[i][j] at v + (i * T_c + j) * ld = BT_r X
- * BT_c^T, over VL channels at a time. */
-INLINE void input_tile(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
-                       const struct atile *tr, const struct atile *tc, int64_t n, const float *in,
-                       float *v, int64_t ld)
-{
-	const float *src[TMAX][TMAX];
-	vf x[TMAX][TMAX], t[TMAX][TMAX];
-	int64_t c0;
-	int q, s, i, j;
-
-	gather(a, sr, sc, tr, tc, n, in, src);
-	for (c0 = 0; c0 < a->c; c0 += VL) {
-		int nv = a->c - c0 < VL ? (int)(a->c - c0) : VL;
-
-		UNROLL
-		for (q = 0; q < sr->nin; q++)
-			UNROLL
-		for (s = 0; s < sc->nin; s++)
-			x[q][s] = src[q][s] == NULL ? (vf){ 0 }
-			          : nv == VL        ? vload(src[q][s] + c0, VL)
-			                            : vload(src[q][s] + c0, nv);
-		UNROLL
-		for (i = 0; i < sr->t; i++)
-			UNROLL
-		for (s = 0; s < sc->nin; s++)
-			t[i][s] = vcomb(sr->bt[i], &x[0][s], sr->nin, TMAX);
-		UNROLL
-		for (i = 0; i < sr->t; i++)
-			UNROLL
-		for (j = 0; j < sc->t; j++) {
-			vf r = vcomb(sc->bt[j], t[i], sc->nin, 1);
-
-			if (nv == VL)
-				vstore(v + (i * sc->t + j) * ld + c0, r, VL);
-			else
-				vstore(v + (i * sc->t + j) * ld + c0, r, nv);
-		}
-	}
-}
-
-/* Output transform of one tile: Y = AT_r M AT_c^T, bias and activation
- * (ReLU keeps NaN), stored at the tile's outputs that exist. */
-INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, const struct scheme *sc,
-                        const struct atile *tr, const struct atile *tc, int64_t n, const float *m,
-                        int64_t ld, float *out)
-{
-	const vf zero = { 0 };
-	vf x[TMAX][TMAX], t[TMAX];
-	int64_t k0;
-	int u, v, i, j;
-
-	for (k0 = 0; k0 < a->k; k0 += VL) {
-		int nv = a->k - k0 < VL ? (int)(a->k - k0) : VL;
-		vf b = a->bias == NULL ? zero : vload(a->bias + k0, nv);
-
-		UNROLL
-		for (i = 0; i < sr->t; i++)
-			UNROLL
-		for (j = 0; j < sc->t; j++)
-			x[i][j] = nv == VL ? vload(m + (i * sc->t + j) * ld + k0, VL)
-			                   : vload(m + (i * sc->t + j) * ld + k0, nv);
-		/* u and v run to the schemes' m, constants, so that the rows
-		 * of AT are too (their zero terms vanish); outputs past the
-		 * tile's len are not stored. */
-		UNROLL
-		for (u = 0; u < sr->m; u++) {
-			if (u >= tr->len)
-				break;
-			UNROLL
-			for (j = 0; j < sc->t; j++)
-				t[j] = vcomb(sr->at[u], &x[0][j], sr->t, TMAX);
-			UNROLL
-			for (v = 0; v < sc->m; v++) {
-				float *dst;
-				vf y;
-
-				if (v >= tc->len)
-					break;
-				dst = out +
-				      ((n * a->oh + tr->o + u * a->rh) * a->ow + tc->o +
-				       v * a->rw) *
-				              a->out_stride +
-				      a->out_off + k0;
-				y = vcomb(sc->at[v], t, sc->t, 1) + b;
-
-				if (a->act == CONV_ACT_RELU)
-					y = (vf)((vi)y & ~(vi)(y < zero));
-				if (nv == VL)
-					vstore(dst, y, VL);
-				else
-					vstore(dst, y, nv);
-			}
 		}
 	}
 }
@@ -936,60 +811,51 @@ struct tile_range {
 
 typedef void (*tile_fn)(const struct tile_range *r);
 
-#if FAST_SPECIALISE
-#define PAIR_FN(A, B)                                                                              \
-	FAST_CLONES static void in_##A##_##B(const struct tile_range *r)                           \
-	{                                                                                          \
-		const struct fast_args *a = &r->p->a;                                              \
-		TILE_LOOP(input_tile(a, &schemes[FAST_##A], &schemes[FAST_##B], tr_, tc_, n_,      \
-		                     r->in, r->buf + r->sg->v + i_ * a->c, cnt_ * a->c));          \
-	}                                                                                          \
-	FAST_CLONES static void out_##A##_##B(const struct tile_range *r)                          \
-	{                                                                                          \
-		const struct fast_args *a = &r->p->a;                                              \
-		TILE_LOOP(output_tile(a, &schemes[FAST_##A], &schemes[FAST_##B], tr_, tc_, n_,     \
-		                      r->buf + r->sg->m + i_ * a->k, cnt_ * a->k, r->out));        \
-	}
+/* Each width's transforms: 8 floats a vector (x86-64-v3 and portable
+ * clones) and, on x86-64, 16 for processors with AVX-512, used when the
+ * channels the transform runs over come in sixteens. */
+#define FT_VL      VL
+#define FT_NAME(x) x##_8
+#define FT_ATTR    FAST_CLONES
+#include "fast_tx.h"
 
-#define ROW_FNS(A) PAIR_FN(A, S1) PAIR_FN(A, S2) PAIR_FN(A, F2) PAIR_FN(A, F3) PAIR_FN(A, F4)
-ROW_FNS(S1)
-ROW_FNS(S2)
-ROW_FNS(F2)
-ROW_FNS(F3)
-ROW_FNS(F4)
-
-#define ROW_ENTRY(A, pre)                                                                          \
-	{                                                                                          \
-		pre##A##_S1, pre##A##_S2, pre##A##_F2, pre##A##_F3, pre##A##_F4                    \
-	}
-static const tile_fn in_fns[FAST_NSCHEMES][FAST_NSCHEMES] = {
-	ROW_ENTRY(S1, in_), ROW_ENTRY(S2, in_), ROW_ENTRY(F2, in_), ROW_ENTRY(F3, in_),
-	ROW_ENTRY(F4, in_)
-};
-static const tile_fn out_fns[FAST_NSCHEMES][FAST_NSCHEMES] = {
-	ROW_ENTRY(S1, out_), ROW_ENTRY(S2, out_), ROW_ENTRY(F2, out_), ROW_ENTRY(F3, out_),
-	ROW_ENTRY(F4, out_)
-};
-
-#define TILE_FN(out, g) ((out) ? out_fns : in_fns)[(g)->sr][(g)->sc]
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && FAST_SPECIALISE
+#define FAST_WIDE  1
+#define FT_VL      16
+#define FT_NAME(x) x##_16
+#define FT_ATTR    __attribute__((target("arch=x86-64-v4")))
+#include "fast_tx.h"
 #else
-static void in_any(const struct tile_range *r)
-{
-	const struct fast_args *a = &r->p->a;
-
-	TILE_LOOP(input_tile(a, &schemes[g_->sr], &schemes[g_->sc], tr_, tc_, n_, r->in,
-	                     r->buf + r->sg->v + i_ * a->c, cnt_ * a->c));
-}
-
-static void out_any(const struct tile_range *r)
-{
-	const struct fast_args *a = &r->p->a;
-
-	TILE_LOOP(output_tile(a, &schemes[g_->sr], &schemes[g_->sc], tr_, tc_, n_,
-	                      r->buf + r->sg->m + i_ * a->k, cnt_ * a->k, r->out));
-}
-#define TILE_FN(out, g) ((void)(g), (out) ? out_any : in_any)
+#define FAST_WIDE 0
 #endif
+
+/* Do the transforms over n channels run 16 floats a vector? */
+static int wide_for(int64_t n)
+{
+#if FAST_WIDE
+	return n % 16 == 0 && __builtin_cpu_supports("x86-64-v4");
+#else
+	(void)n;
+	return 0;
+#endif
+}
+
+/* Group g's input (out 0) or output (out 1) transform. */
+static tile_fn tile_fn_of(const struct fast_plan *p, int out, const struct group *g)
+{
+#if FAST_WIDE
+	if (out ? p->wide_out : p->wide_in)
+		return (out ? out_fns_16 : in_fns_16)[g->sr][g->sc];
+#endif
+#if FAST_SPECIALISE
+	(void)p;
+	return (out ? out_fns_8 : in_fns_8)[g->sr][g->sc];
+#else
+	(void)p;
+	(void)g;
+	return out ? out_any_8 : in_any_8;
+#endif
+}
 
 struct stage_run {
 	const struct fast_plan *p;
@@ -1022,7 +888,7 @@ static void tile_task(void *arg, size_t i, void *scratch)
 
 			r.t1 = r.t0 + FAST_TILES_PER_TASK < sg->t1 ? r.t0 + FAST_TILES_PER_TASK
 			                                           : sg->t1;
-			TILE_FN(sr->output, g)(&r);
+			tile_fn_of(sr->p, sr->output, g)(&r);
 			return;
 		}
 		i -= n;
@@ -1077,11 +943,11 @@ static void fused_task(void *arg, size_t i, void *scratch)
 	struct tile_range r = { sr->p, sg, sg->t0, sg->t1, sr->in, scratch, sr->out };
 	size_t prods = (size_t)(schemes[g->sr].t * schemes[g->sc].t), j;
 
-	TILE_FN(0, g)(&r);
+	tile_fn_of(sr->p, 0, g)(&r);
 	for (j = 0; j < prods; j++)
 		seg_product(sr, sg, j, scratch);
 	if (!par_cancelled())
-		TILE_FN(1, g)(&r);
+		tile_fn_of(sr->p, 1, g)(&r);
 }
 
 /* Inline filters: the groups' weights, transformed for this run into own
