@@ -428,6 +428,37 @@ START_TEST(test_encode_round_trip)
 }
 END_TEST
 
+/* The finiteness scan in blocks: finite values of every kind pass, and a
+ * NaN or an infinity is named at its element, first or last in a block,
+ * in the short last block, or after an earlier one. */
+START_TEST(test_finite_blocks)
+{
+	int64_t d[1] = { 2600 };
+	struct tensor *t;
+	char err[ERR_LEN];
+	size_t i;
+
+	ck_assert_int_eq(tensor_new(&t, 1, d, err), 0);
+	for (i = 0; i < t->count; i++)
+		t->data[i] = i % 3 == 0 ? FLT_MAX : i % 3 == 1 ? -FLT_TRUE_MIN : -0.0f;
+	ck_assert_int_eq(codec_check_finite(t, err), 0);
+	t->data[1024] = -INFINITY;
+	ck_assert_int_eq(codec_check_finite(t, err), -EDOM);
+	ck_assert_msg(strstr(err, "an infinity at element 1024") != NULL, "%s", err);
+	t->data[1024] = 1.0f;
+	t->data[2047] = NAN;
+	ck_assert_int_eq(codec_check_finite(t, err), -EDOM);
+	ck_assert_msg(strstr(err, "NaN at element 2047") != NULL, "%s", err);
+	t->data[2599] = INFINITY;
+	ck_assert_int_eq(codec_check_finite(t, err), -EDOM);
+	ck_assert_msg(strstr(err, "at element 2047") != NULL, "%s", err);
+	t->data[2047] = 0.0f;
+	ck_assert_int_eq(codec_check_finite(t, err), -EDOM);
+	ck_assert_msg(strstr(err, "an infinity at element 2599") != NULL, "%s", err);
+	tensor_free(t);
+}
+END_TEST
+
 START_TEST(test_base64)
 {
 	unsigned char in[64], out[64];
@@ -465,6 +496,7 @@ int main(void)
 	tcase_add_test(tc, test_decode_encodings);
 	tcase_add_test(tc, test_decode_errors);
 	tcase_add_test(tc, test_encode_round_trip);
+	tcase_add_test(tc, test_finite_blocks);
 	tcase_add_test(tc, test_base64);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
