@@ -338,8 +338,9 @@ static int special_scheme(const struct phase *ph)
 }
 
 /* The F(m,3) of an axis: the fewest products over all its other phases
- * (one scheme per axis keeps the groups, and the transformed weights, few). */
-static int axis_scheme(int64_t in, int64_t out, int64_t rate, int64_t pad)
+ * (one scheme per axis keeps the groups, and the transformed weights, few).
+ * specials 0: the phases of one or two values take it too. */
+static int axis_scheme(int64_t in, int64_t out, int64_t rate, int64_t pad, int specials)
 {
 	int64_t cost[FAST_NSCHEMES] = { 0 }, b;
 	int best = FAST_F4, s;
@@ -347,7 +348,7 @@ static int axis_scheme(int64_t in, int64_t out, int64_t rate, int64_t pad)
 	for (b = 0; b < rate; b++) {
 		struct phase ph = axis_phase(in, out, rate, pad, b);
 
-		if (ph.n == 0 || special_scheme(&ph) >= 0)
+		if (ph.n == 0 || (specials && special_scheme(&ph) >= 0))
 			continue;
 		for (s = FAST_F2; s <= FAST_F4; s++)
 			cost[s] += (ph.n + schemes[s].m - 1) / schemes[s].m * schemes[s].t;
@@ -358,10 +359,12 @@ static int axis_scheme(int64_t in, int64_t out, int64_t rate, int64_t pad)
 	return best;
 }
 
-/* Count the tiles of each scheme along an axis (t NULL) or fill them. */
-static void axis_tiles(int64_t in, int64_t out, int64_t rate, int64_t pad, struct axis *ax)
+/* Count the tiles of each scheme along an axis (t NULL) or fill them;
+ * specials 0: no special schemes. */
+static void axis_tiles(int64_t in, int64_t out, int64_t rate, int64_t pad, int specials,
+                       struct axis *ax)
 {
-	int f = axis_scheme(in, out, rate, pad);
+	int f = axis_scheme(in, out, rate, pad, specials);
 	int64_t b, k;
 
 	memset(ax->n, 0, sizeof(ax->n));
@@ -372,7 +375,7 @@ static void axis_tiles(int64_t in, int64_t out, int64_t rate, int64_t pad, struc
 
 		if (ph.n == 0)
 			continue;
-		s = special_scheme(&ph);
+		s = specials ? special_scheme(&ph) : -1;
 		if (s < 0)
 			s = f;
 		sc = &schemes[s];
@@ -387,12 +390,13 @@ static void axis_tiles(int64_t in, int64_t out, int64_t rate, int64_t pad, struc
 	}
 }
 
-static int axis_new(int64_t in, int64_t out, int64_t rate, int64_t pad, struct axis *ax)
+static int axis_new(int64_t in, int64_t out, int64_t rate, int64_t pad, int specials,
+                    struct axis *ax)
 {
 	int s;
 
 	memset(ax, 0, sizeof(*ax));
-	axis_tiles(in, out, rate, pad, ax);
+	axis_tiles(in, out, rate, pad, specials, ax);
 	for (s = 0; s < FAST_NSCHEMES; s++) {
 		if (ax->n[s] == 0)
 			continue;
@@ -400,7 +404,7 @@ static int axis_new(int64_t in, int64_t out, int64_t rate, int64_t pad, struct a
 		if (ax->t[s] == NULL)
 			return -ENOMEM;
 	}
-	axis_tiles(in, out, rate, pad, ax);
+	axis_tiles(in, out, rate, pad, specials, ax);
 	return 0;
 }
 
@@ -473,29 +477,80 @@ static double tile_transform_cost(int sr, int sc, int64_t c, int64_t k)
 	            (double)(a->m * b->t * a->t + a->m * b->m * b->t) * kv);
 }
 
-double fast_cost(const struct fast_args *a, int inline_weights)
+/* Each product's GEMM reads its weight matrix once, which takes about as
+ * long as FAST_WEIGHT_ROWS rows of its products when the matrix is larger
+ * than the cache keeps (measured on one thread, 25 products of [M x C] .
+ * [C x K], from how GFLOP/s grow with M = 9 .. 144: 28 rows for 1 and 2 MiB
+ * matrices, C x K 512 x 512 and 2048 x 256; a 256 KiB one, which stays in
+ * cache, about 6, left out here). */
+#define FAST_WEIGHT_ROWS 28
+
+static double weight_rows(int64_t c, int64_t k)
 {
-	struct axis r, c;
+	return (double)c * (double)k * sizeof(float) > (512 << 10) ? FAST_WEIGHT_ROWS : 0;
+}
+
+/* Cost of a layer cut as r and c: products, transforms and (inline
+ * filters) the weights' transform; *reads gets the weights' reading. */
+static double grid_cost(const struct fast_args *a, const struct axis *r, const struct axis *c,
+                        int inline_weights, double *reads)
+{
 	double cost = 0;
 	int sr, sc;
 
-	memset(&r, 0, sizeof(r));
-	memset(&c, 0, sizeof(c));
-	axis_tiles(a->h, a->oh, a->rh, a->pt, &r);
-	axis_tiles(a->w, a->ow, a->rw, a->pl, &c);
+	*reads = 0;
 	for (sr = 0; sr < FAST_NSCHEMES; sr++)
 		for (sc = 0; sc < FAST_NSCHEMES; sc++) {
-			double tiles = (double)a->n * (double)r.n[sr] * (double)c.n[sc];
+			double tiles = (double)a->n * (double)r->n[sr] * (double)c->n[sc];
 			double t = schemes[sr].t * schemes[sc].t;
 
 			if (tiles == 0)
 				continue;
 			cost += tiles * (t * (double)a->c * (double)a->k +
 			                 tile_transform_cost(sr, sc, a->c, a->k));
+			*reads += weight_rows(a->c, a->k) * t * (double)a->c * (double)a->k;
 			if (inline_weights)
 				cost += t * 9 * 2 * (double)a->c * (double)a->k;
 		}
 	return cost;
+}
+
+/* Whether rows and columns use the special schemes: a phase of one or two
+ * values costs the fewest products with them, but each scheme pair is a
+ * GEMM of its own per product, and a pair of few tiles pays mostly for
+ * reading its weights (the OS16 head's rate-12 branch: 144 tiles as one
+ * F(3,3) pair cost less than 81 F(3,3), 2 x 27 mixed and 9 S2 tiles).
+ * Returns the cost of the choice without the weights' reading, which
+ * compares with the region plan's (whose OpenBLAS calls pack theirs). */
+static double plan_specials(const struct fast_args *a, int inline_weights, int *rows, int *cols)
+{
+	double best = -1, best_cost = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		struct axis r, c;
+		double cost, reads;
+
+		memset(&r, 0, sizeof(r));
+		memset(&c, 0, sizeof(c));
+		axis_tiles(a->h, a->oh, a->rh, a->pt, !(i & 1), &r);
+		axis_tiles(a->w, a->ow, a->rw, a->pl, !(i & 2), &c);
+		cost = grid_cost(a, &r, &c, inline_weights, &reads);
+		if (best < 0 || cost + reads < best) {
+			best = cost + reads;
+			best_cost = cost;
+			*rows = !(i & 1);
+			*cols = !(i & 2);
+		}
+	}
+	return best_cost;
+}
+
+double fast_cost(const struct fast_args *a, int inline_weights)
+{
+	int rows, cols;
+
+	return plan_specials(a, inline_weights, &rows, &cols);
 }
 
 static size_t tile_floats(const struct fast_plan *p, const struct group *g)
@@ -693,7 +748,7 @@ int fast_plan_new(struct fast_plan **out, const struct fast_args *a, struct fast
                   char *err)
 {
 	struct fast_plan *p;
-	int rc;
+	int rc, rows, cols;
 
 	*out = NULL;
 	p = calloc(1, sizeof(*p));
@@ -702,8 +757,9 @@ int fast_plan_new(struct fast_plan **out, const struct fast_args *a, struct fast
 	p->a = *a;
 	p->wide_in = wide_for(a->c);
 	p->wide_out = wide_for(a->k);
-	if (axis_new(a->h, a->oh, a->rh, a->pt, &p->rows) < 0 ||
-	    axis_new(a->w, a->ow, a->rw, a->pl, &p->cols) < 0) {
+	plan_specials(a, fw == NULL, &rows, &cols);
+	if (axis_new(a->h, a->oh, a->rh, a->pt, rows, &p->rows) < 0 ||
+	    axis_new(a->w, a->ow, a->rw, a->pl, cols, &p->cols) < 0) {
 		rc = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}

@@ -37,6 +37,7 @@ static struct tensor *rand_tensor(int rank, int64_t a, int64_t b, int64_t c, int
 struct result {
 	double worst;   /* largest |error| / direct bound */
 	double rel_rms; /* sqrt(sum err^2 / sum ref^2) */
+	size_t wbytes;  /* the stored layer's transformed weights */
 	char algo[16];
 };
 
@@ -53,7 +54,7 @@ static struct result run_case(int64_t n, int64_t h, int64_t w, int64_t c, int64_
 	struct fast_weights *fw = NULL;
 	struct conv_plan *p;
 	struct tensor *y;
-	struct result r = { 0, 0, "" };
+	struct result r = { 0, 0, 0, "" };
 	double *ref = NULL, *mag = NULL, e2 = 0, r2 = 0;
 	int64_t od[4], yd[4];
 	char err[ERR_LEN];
@@ -89,6 +90,7 @@ static struct result run_case(int64_t n, int64_t h, int64_t w, int64_t c, int64_
 		r2 += ref[i] * ref[i];
 	}
 	r.rel_rms = r2 > 0 ? sqrt(e2 / r2) : 0;
+	r.wbytes = fw ? fast_weights_bytes(fw) : 0;
 	conv_plan_free(p);
 	fast_weights_free(fw);
 	free(ref);
@@ -234,6 +236,27 @@ START_TEST(test_wide_accuracy)
 }
 END_TEST
 
+/* Phases of one or two values: their special schemes use the fewest
+ * products, but each scheme pair is a GEMM per product that reads its
+ * weights.  With wide weights (384 x 384: 576 KiB a product) and few
+ * tiles, an 11 x 11 map at rate 4 (grids of 3 and 2 rows) runs as one
+ * F(3,3) pair, 25 weight matrices, not four pairs and 64; with narrow ones
+ * (16 x 16) the specials stay. */
+START_TEST(test_specials)
+{
+	struct result wide =
+	        run_case(1, 11, 11, 384, 3, 3, 384, 4, 4, CONV_SAME, 1, 1, CONV_ALGO_FAST, 1);
+	struct result narrow =
+	        run_case(1, 11, 11, 16, 3, 3, 16, 4, 4, CONV_SAME, 1, 1, CONV_ALGO_FAST, 1);
+
+	ck_assert_str_eq(wide.algo, "fast");
+	ck_assert_uint_eq(wide.wbytes, (size_t)25 * 384 * 384 * sizeof(float));
+	ck_assert_msg(wide.rel_rms <= 3e-6, "relative RMS %.3g", wide.rel_rms);
+	ck_assert_str_eq(narrow.algo, "fast");
+	ck_assert_uint_eq(narrow.wbytes, (size_t)(25 + 15 + 15 + 9) * 16 * 16 * sizeof(float));
+}
+END_TEST
+
 static char warned[256];
 static void note_warning(const char *msg)
 {
@@ -323,6 +346,7 @@ static Suite *fast_suite(void)
 	tcase_add_loop_test(tc, test_pairs_batches, 0, 3);
 	tcase_add_test(tc, test_fallbacks);
 	tcase_add_loop_test(tc, test_wide_accuracy, 0, 2);
+	tcase_add_test(tc, test_specials);
 	tcase_add_test(tc, test_budget);
 	tcase_add_test(tc, test_auto_choice);
 	suite_add_tcase(s, tc);
