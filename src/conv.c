@@ -694,7 +694,7 @@ void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
  *
  * The input is copied once with its zero padding, so every tap of every
  * output reads memory; blocks of output pixels by output channels
- * accumulate in registers (direct_kernel.h).  Its code is there twice: 8
+ * accumulate in registers (conv_direct.h).  Its code is there twice: 8
  * floats a vector (x86-64-v3 and portable clones), and on x86-64 16 for
  * processors with AVX-512, used when the output channels come in whole
  * vectors of 16. */
@@ -713,7 +713,7 @@ void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 #define DK_PX      3
 #define DK_NV      4
 #define DK_NAME(x) x##_8
-#include "direct_kernel.h"
+#include "conv_direct.h"
 
 #if DIRECT_WIDE
 #define DK_VL      16
@@ -721,7 +721,7 @@ void conv_bias_act(float *dst, const float *bias, int64_t n, enum conv_act act)
 #define DK_NV      4
 #define DK_NAME(x) x##_16
 #define DK_ATTR    __attribute__((target("arch=x86-64-v4")))
-#include "direct_kernel.h"
+#include "conv_direct.h"
 #endif
 
 /* Does this plan run 16 floats a vector? */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* direct_kernel.h - the direct kernel's code for one vector width.
+/* conv_direct.h - the direct kernel's code for one vector width.
  *
  * Not a header of its own: conv.c includes it once per width, after
  * defining
