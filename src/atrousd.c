@@ -206,6 +206,8 @@ static int start_core(struct daemon *d, const struct config *cfg, char *err)
 	if (rc == 0)
 		rc = pool_new(&d->pool, threads, cfg->max_queue, err);
 	if (rc == 0)
+		pool_set_spin(d->pool, cfg->spin_us);
+	if (rc == 0)
 		rc = api_new(&d->api, cfg, d->pool, d->models, d->metrics, err);
 	if (rc < 0)
 		return rc;

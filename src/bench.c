@@ -277,6 +277,7 @@ int bench_run(const struct bench_options *o, FILE *out, char *err)
 	rc = pool_new(&p, threads, 4, err);
 	if (rc < 0)
 		return rc;
+	pool_set_spin(p, POOL_SPIN_US); /* as the daemon's default */
 	if (!o->json)
 		fprintf(out,
 		        "atrous bench: %d worker(s), single-threaded sgemm per task, %d runs\n",

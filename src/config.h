@@ -31,6 +31,7 @@ struct config {
 	char *config_file;
 	unsigned threads;
 	unsigned io_threads;
+	unsigned spin_us;
 	unsigned max_queue;
 	uint64_t max_body;
 	uint64_t max_model_body;

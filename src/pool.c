@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "error.h"
 #include "pool.h"
@@ -48,6 +49,9 @@ struct pool {
 	uint64_t completed;
 	struct section *sections; /* open sections, newest first */
 	int stopping;
+	unsigned gen;     /* atomic: bumped when work appears, a job ends or stop is asked */
+	int sleeping;     /* workers waiting on work */
+	uint64_t spin_ns; /* atomic: while a job runs, an idle worker looks for work this long */
 	int nworkers;
 	struct worker *workers;
 	struct par_runner runner;
@@ -140,10 +144,40 @@ static struct section *open_section(struct pool *p)
 	return NULL;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* An idle worker while a job runs: look for work (a change of gen) for up
+ * to p->spin_ns without the lock.  A job's next task set comes within
+ * microseconds, and a worker that sleeps takes tens of them to wake on a
+ * virtual machine, longer than a small layer takes. */
+static void spin_for_work(struct pool *p, unsigned gen)
+{
+	uint64_t t0 = mono_ns();
+	unsigned i;
+
+	for (i = 1;; i++) {
+		if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != gen)
+			return;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+		if (i % 64 == 0 && mono_ns() - t0 >= __atomic_load_n(&p->spin_ns, __ATOMIC_RELAXED))
+			return;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct pool *p = w->pool;
+
+	int spun = 0;
 
 	self = w;
 	pthread_mutex_lock(&p->lock);
@@ -154,6 +188,7 @@ static void *worker_main(void *arg)
 			void *scratch = NULL;
 
 			s->helpers++;
+			spun = 0;
 			pthread_mutex_unlock(&p->lock);
 			scratch = scratch_get(w, s->scratch);
 			if (scratch != NULL)
@@ -167,10 +202,16 @@ static void *worker_main(void *arg)
 			struct job j = heap_remove(p, 0);
 
 			p->running++;
+			spun = 0;
+			/* A worker asleep gets up now to help: by the job's
+			 * first task set it is awake. */
+			if (p->sleeping > 0 && __atomic_load_n(&p->spin_ns, __ATOMIC_RELAXED) > 0)
+				pthread_cond_signal(&p->work);
 			pthread_mutex_unlock(&p->lock);
 			j.fn(j.arg);
 			pthread_mutex_lock(&p->lock);
 			p->completed++;
+			__atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE);
 			if (--p->running == 0 && p->stopping)
 				pthread_cond_broadcast(&p->work);
 			continue;
@@ -178,7 +219,19 @@ static void *worker_main(void *arg)
 		/* A running job may still open a section: stay until none runs. */
 		if (p->stopping && p->running == 0)
 			break;
+		if (!spun && p->running > 0 && __atomic_load_n(&p->spin_ns, __ATOMIC_RELAXED) > 0) {
+			unsigned gen = p->gen;
+
+			pthread_mutex_unlock(&p->lock);
+			spin_for_work(p, gen);
+			pthread_mutex_lock(&p->lock);
+			spun = 1;
+			continue;
+		}
+		spun = 0;
+		p->sleeping++;
 		pthread_cond_wait(&p->work, &p->lock);
+		p->sleeping--;
 	}
 	pthread_mutex_unlock(&p->lock);
 	free(w->scratch);
@@ -202,6 +255,7 @@ static int pool_run(void *ctx, size_t ntasks, size_t scratch_bytes, par_task_fn 
 		pthread_mutex_lock(&p->lock);
 		s.link = p->sections;
 		p->sections = &s;
+		__atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&p->work);
 		pthread_mutex_unlock(&p->lock);
 	}
@@ -263,6 +317,11 @@ int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err)
 	return 0;
 }
 
+void pool_set_spin(struct pool *p, unsigned us)
+{
+	__atomic_store_n(&p->spin_ns, (uint64_t)us * 1000, __ATOMIC_RELAXED);
+}
+
 int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg, uint64_t deadline)
 {
 	int rc = 0;
@@ -277,6 +336,7 @@ int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg, uint64_t deadl
 		        (struct job){ fn, arg, deadline ? deadline : UINT64_MAX, p->seq++ };
 		p->len++;
 		heap_fix(p->queue, p->len, p->len - 1);
+		__atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE);
 		pthread_cond_signal(&p->work);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -329,6 +389,7 @@ void pool_free(struct pool *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = 1;
+	__atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < p->nworkers; i++)

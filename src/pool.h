@@ -25,6 +25,15 @@ struct pool;
 /* Start nworkers threads with a queue of at most max_queue waiting jobs. */
 int pool_new(struct pool **out, int nworkers, size_t max_queue, char *err);
 
+/* While a job runs, a worker with nothing to do looks for work for us
+ * microseconds before it sleeps, and the worker that takes a job wakes one
+ * that sleeps: on a virtual machine a sleeping worker takes tens of
+ * microseconds to wake, longer than a small layer's task set.  0 (the
+ * default of pool_new) sleeps at once.  The daemon's default is
+ * POOL_SPIN_US. */
+#define POOL_SPIN_US 100 /* = the default of the config key spin_us */
+void pool_set_spin(struct pool *p, unsigned us);
+
 /* Queue fn(arg): 0, -EAGAIN when the queue is full, -ESHUTDOWN when stopping.
  * Jobs start in order of deadline (CLOCK_MONOTONIC ns; 0 = none, after
  * every deadline), then of submission.  The pool only orders by deadline;

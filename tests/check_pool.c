@@ -121,6 +121,93 @@ START_TEST(test_parallel_for)
 }
 END_TEST
 
+/* A job of many small task sets in a row, as a chain of small layers. */
+struct chain {
+	struct pool *pool;
+	int hits[200][4];
+	pthread_t who[200][4];
+	int rc;
+};
+
+struct link {
+	struct chain *c;
+	int k;
+};
+
+static void chain_task(void *arg, size_t i, void *scratch)
+{
+	struct link *l = arg;
+
+	(void)scratch;
+	__atomic_add_fetch(&l->c->hits[l->k][i], 1, __ATOMIC_RELAXED);
+	l->c->who[l->k][i] = pthread_self();
+}
+
+static void chain_job(void *arg)
+{
+	struct chain *c = arg;
+	struct link l = { c, 0 };
+
+	for (l.k = 0; l.k < 200 && c->rc == 0; l.k++)
+		c->rc = par_run(pool_runner(c->pool), 4, 64, chain_task, &l);
+}
+
+/* CPU seconds the threads that ran c's tasks (the pool's workers) used. */
+static double workers_cpu(const struct chain *c)
+{
+	pthread_t seen[16];
+	double sum = 0;
+	int n = 0, k, i, j;
+
+	for (k = 0; k < 200; k++)
+		for (i = 0; i < 4; i++) {
+			struct timespec t;
+			clockid_t id;
+
+			for (j = 0; j < n && !pthread_equal(seen[j], c->who[k][i]); j++)
+				;
+			if (j < n || n == 16)
+				continue;
+			seen[n++] = c->who[k][i];
+			ck_assert_int_eq(pthread_getcpuclockid(c->who[k][i], &id), 0);
+			ck_assert_int_eq(clock_gettime(id, &t), 0);
+			sum += (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+		}
+	return sum;
+}
+
+/* Idle workers that wait for work while a job runs (pool_set_spin): every
+ * task of 200 task sets in a row runs once, and once the job is done they
+ * sleep: the workers of a quiet pool use no CPU time. */
+START_TEST(test_spin)
+{
+	struct chain *c = calloc(1, sizeof(*c));
+	struct pool *p;
+	char err[ERR_LEN];
+	double t0;
+	int k, i;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(pool_new(&p, 3, 4, err), 0);
+	pool_set_spin(p, 2000);
+	c->pool = p;
+	ck_assert_int_eq(pool_submit(p, chain_job, c, 0), 0);
+	while (pool_counts(p).completed < 1)
+		usleep(1000);
+	ck_assert_int_eq(c->rc, 0);
+	for (k = 0; k < 200; k++)
+		for (i = 0; i < 4; i++)
+			ck_assert_int_eq(c->hits[k][i], 1);
+	usleep(20000); /* any spin ends within 2 ms of the job's end */
+	t0 = workers_cpu(c);
+	usleep(100000);
+	ck_assert_msg(workers_cpu(c) - t0 < 0.01, "idle workers used %.3f s of CPU in 0.1 s",
+	              workers_cpu(c) - t0);
+	pool_free(p);
+	free(c);
+}
+END_TEST
+
 struct order {
 	struct blocker *b;
 	int ids[8];
@@ -241,6 +328,7 @@ int main(void)
 
 	tcase_add_test(tc, test_queue_bounds);
 	tcase_add_test(tc, test_parallel_for);
+	tcase_add_test(tc, test_spin);
 	tcase_add_test(tc, test_deadline_order);
 	tcase_add_test(tc, test_cancel_tasks);
 	suite_add_tcase(s, tc);
