@@ -176,8 +176,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct pool *p = w->pool;
-
-	int spun = 0;
+	int spun = 0; /* looked for work since the last wake-up or task */
 
 	self = w;
 	pthread_mutex_lock(&p->lock);
@@ -220,7 +219,7 @@ static void *worker_main(void *arg)
 		if (p->stopping && p->running == 0)
 			break;
 		if (!spun && p->running > 0 && __atomic_load_n(&p->spin_ns, __ATOMIC_RELAXED) > 0) {
-			unsigned gen = p->gen;
+			unsigned gen = __atomic_load_n(&p->gen, __ATOMIC_RELAXED);
 
 			pthread_mutex_unlock(&p->lock);
 			spin_for_work(p, gen);
