@@ -615,7 +615,8 @@ static int plan_stages(struct fast_plan *p)
 			full = 1;
 		part = tiles <= full ? tiles : ceil_div(tiles, ceil_div(tiles, full));
 		while (t0 < tiles) {
-			int64_t room = (int64_t)((limit - cur.floats) / per), n;
+			size_t left = cur.floats < limit ? limit - cur.floats : 0;
+			int64_t room = (int64_t)(left / per), n;
 
 			n = part < tiles - t0 ? part : tiles - t0;
 			if (room < n && cur.nseg > 0) {
