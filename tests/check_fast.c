@@ -160,6 +160,9 @@ START_TEST(test_pairs_batches)
 
 			ck_assert_str_eq(r.algo, "fast");
 		}
+	/* the defaults again, for the tests after this one (CK_FORK=no) */
+	fast_set_fused_limit(FAST_FUSED_WEIGHTS);
+	fast_set_stage_limit(0);
 }
 END_TEST
 
