@@ -102,7 +102,7 @@ INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, cons
                         int64_t ld, float *out)
 {
 	const vf zero = { 0 };
-	vf x[TMAX][TMAX], t[TMAX];
+	vf x[TMAX], s[TMAX][MMAX];
 	int64_t k0;
 	int u, v, i, j;
 
@@ -110,22 +110,26 @@ INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, cons
 		int nv = a->k - k0 < FT_VL ? (int)(a->k - k0) : FT_VL;
 		vf b = a->bias == NULL ? zero : vload(a->bias + k0, nv);
 
+		/* Row by row, the columns' transform first: a row of products
+		 * and the tile's m columns are all that is live (F(4,3) in
+		 * AVX-512: 6 + 24 of the 32 registers, where the whole tile of
+		 * 36 spilled).  v runs to the scheme's m, a constant, so that
+		 * the rows of AT are too (their zero terms vanish). */
 		UNROLL
-		for (i = 0; i < sr->t; i++)
+		for (i = 0; i < sr->t; i++) {
 			UNROLL
-		for (j = 0; j < sc->t; j++)
-			x[i][j] = nv == FT_VL ? vload(m + (i * sc->t + j) * ld + k0, FT_VL)
-			                      : vload(m + (i * sc->t + j) * ld + k0, nv);
-		/* u and v run to the schemes' m, constants, so that the rows
-		 * of AT are too (their zero terms vanish); outputs past the
-		 * tile's len are not stored. */
+			for (j = 0; j < sc->t; j++)
+				x[j] = nv == FT_VL ? vload(m + (i * sc->t + j) * ld + k0, FT_VL)
+				                   : vload(m + (i * sc->t + j) * ld + k0, nv);
+			UNROLL
+			for (v = 0; v < sc->m; v++)
+				s[i][v] = vcomb(sc->at[v], x, sc->t, 1);
+		}
+		/* outputs past the tile's len are not stored */
 		UNROLL
 		for (u = 0; u < sr->m; u++) {
 			if (u >= tr->len)
 				break;
-			UNROLL
-			for (j = 0; j < sc->t; j++)
-				t[j] = vcomb(sr->at[u], &x[0][j], sr->t, TMAX);
 			UNROLL
 			for (v = 0; v < sc->m; v++) {
 				float *dst;
@@ -138,7 +142,7 @@ INLINE void output_tile(const struct fast_args *a, const struct scheme *sr, cons
 				       v * a->rw) *
 				              a->out_stride +
 				      a->out_off + k0;
-				y = vcomb(sc->at[v], t, sc->t, 1) + b;
+				y = vcomb(sr->at[u], &s[0][v], sr->t, MMAX) + b;
 
 				if (a->act == CONV_ACT_RELU)
 					y = (vf)((vi)y & ~(vi)(y < zero));
