@@ -524,18 +524,20 @@ static double grid_cost(const struct fast_args *a, const struct axis *r, const s
  * compares with the region plan's (whose OpenBLAS calls pack theirs). */
 static double plan_specials(const struct fast_args *a, int inline_weights, int *rows, int *cols)
 {
+	struct axis r[2], c[2]; /* [1]: with the special schemes */
 	double best = -1, best_cost = 0;
 	int i;
 
+	memset(r, 0, sizeof(r));
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < 2; i++) {
+		axis_tiles(a->h, a->oh, a->rh, a->pt, i, &r[i]);
+		axis_tiles(a->w, a->ow, a->rw, a->pl, i, &c[i]);
+	}
 	for (i = 0; i < 4; i++) {
-		struct axis r, c;
-		double cost, reads;
+		double reads,
+		        cost = grid_cost(a, &r[!(i & 1)], &c[!(i & 2)], inline_weights, &reads);
 
-		memset(&r, 0, sizeof(r));
-		memset(&c, 0, sizeof(c));
-		axis_tiles(a->h, a->oh, a->rh, a->pt, !(i & 1), &r);
-		axis_tiles(a->w, a->ow, a->rw, a->pl, !(i & 2), &c);
-		cost = grid_cost(a, &r, &c, inline_weights, &reads);
 		if (best < 0 || cost + reads < best) {
 			best = cost + reads;
 			best_cost = cost;
